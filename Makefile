@@ -1,0 +1,49 @@
+# Groundswell: `make run` and `make test` work on a fresh machine; everything installs into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+GS := $(VENV)/bin/groundswell
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install install-dev run test bench lint clean
+
+$(VENV)/.torch:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Groundswell needs Python 3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU build of torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
+	$(PIP) install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(GS) db upgrade
+	$(GS) demo load
+	$(GS) serve --host 127.0.0.1 --port 8000
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+test: install-dev lint
+	$(PY) -m pytest
+
+bench: install-dev
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,262 @@
+"""The one write path for feedback: clean, validate, link to accounts and upsert by (source, external id).
+
+Connectors, the file loader, the demo generator and the field-note API all store through
+:class:`FeedbackWriter`, so every item gets the same cleaning, redaction and quarantine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ingest.accounts import AccountResolver
+from ingest.cleaning import clean_text, content_hash
+from ingest.records import FEEDBACK_KINDS, FeedbackRecord, Rejection, payload_text
+from models.tables import Feedback, RejectedRecord, Source, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WriteStats:
+    """What a write did, added up over pages."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    accounts_created: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: WriteStats) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.accounts_created += other.accounts_created
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    @property
+    def stored(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "accounts_created": self.accounts_created,
+        }
+
+
+def _insert_for(session: Session):  # type: ignore[no-untyped-def]
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        return sqlite.insert
+    if name == "postgresql":
+        return postgresql.insert
+    raise NotImplementedError(f"database backend {name!r} is not supported (use SQLite or PostgreSQL)")
+
+
+class FeedbackWriter:
+    """Stores pages of records for one source.
+
+    Args:
+        session: an open session; the caller commits (with the cursor, in the same transaction).
+        source: the source the records come from.
+        redact_pii: replace PII by typed placeholders.
+        store_raw_text: also keep the text as received.
+        max_text_bytes: longer texts are rejected.
+    """
+
+    def __init__(self, session: Session, source: Source, *, redact_pii: bool = True,
+                 store_raw_text: bool = False, max_text_bytes: int = 100_000) -> None:
+        self.session = session
+        self.source = source
+        self.redact_pii = redact_pii
+        self.store_raw_text = store_raw_text
+        self.max_text_bytes = max_text_bytes
+        self.accounts = AccountResolver(session)
+        self._insert = _insert_for(session)
+
+    # -- validation -------------------------------------------------------------------------
+    def _row(self, rec: FeedbackRecord, now: dt.datetime) -> dict[str, Any] | Rejection:
+        key = str(rec.external_id or "").strip()
+        if not key:
+            return Rejection("(no id)", payload_text(_record_payload(rec)), "missing external id")
+        if len(key) > 255:
+            return Rejection(key[:255], payload_text(_record_payload(rec)), "external id longer than 255 characters")
+        if not isinstance(rec.text, str) or not rec.text.strip():
+            return Rejection(key, payload_text(_record_payload(rec)), "empty text")
+        size = len(rec.text.encode("utf-8", errors="surrogatepass"))
+        if size > self.max_text_bytes:
+            return Rejection(
+                key, payload_text(_record_payload(rec), 2_000),
+                f"text is {size} bytes, over the limit of {self.max_text_bytes}",
+            )
+        if "\x00" in rec.text or _has_surrogates(rec.text):
+            return Rejection(key, payload_text(_record_payload(rec)), "text contains undecodable bytes")
+        if rec.kind not in FEEDBACK_KINDS:
+            return Rejection(key, payload_text(_record_payload(rec)),
+                             f"unknown kind {rec.kind!r} (expected one of {', '.join(FEEDBACK_KINDS)})")
+        occurred = rec.occurred_at
+        if not isinstance(occurred, dt.datetime):
+            return Rejection(key, payload_text(_record_payload(rec)), f"bad date {occurred!r}")
+        if occurred.tzinfo is None:
+            occurred = occurred.replace(tzinfo=dt.UTC)
+        cleaned = clean_text(rec.text, is_html=rec.is_html, redact=self.redact_pii)
+        if not cleaned.text:
+            return Rejection(key, payload_text(_record_payload(rec)), "no text left after cleaning")
+        title = None
+        if rec.title:
+            title = clean_text(rec.title, redact=self.redact_pii).text[:1000] or None
+        return {
+            "source_id": self.source.id,
+            "external_id": key,
+            "kind": rec.kind,
+            "title": title,
+            "text": cleaned.text,
+            "raw_text": rec.text if self.store_raw_text else None,
+            "content_hash": content_hash(cleaned.text),
+            "url": rec.url,
+            "account_id": self.accounts.resolve(rec.account),
+            "author_role": rec.author_role,
+            "submitted_by": rec.submitted_by,
+            "occurred_at": occurred.astimezone(dt.UTC),
+            "ingested_at": now,
+            "updated_at": now,
+            "tags": list(rec.tags or []),
+            "deal_stage": rec.deal_stage,
+            "deal_amount": rec.deal_amount,
+            "needs_analysis": True,
+            "flags": {},
+            "competitors": [],
+        }
+
+    # -- writing ----------------------------------------------------------------------------
+    def write(self, records: Iterable[FeedbackRecord | Rejection], *, stream: str = "default") -> WriteStats:
+        """Clean, validate and upsert one page. Does not commit."""
+        stats = WriteStats()
+        created_before = self.accounts.created
+        now = utcnow()
+        rows: dict[str, dict[str, Any]] = {}
+        rejections: dict[str, Rejection] = {}
+        for rec in records:
+            result = rec if isinstance(rec, Rejection) else self._row(rec, now)
+            if isinstance(result, Rejection):
+                rejections[result.record_key] = result
+            else:
+                rows[result["external_id"]] = result  # a record repeated in one page: the last wins
+                rejections.pop(result["external_id"], None)
+        if rows:
+            self._upsert_rows(list(rows.values()), stats)
+        if rejections:
+            self._store_rejections(list(rejections.values()), stream)
+            stats.rejected += len(rejections)
+            for rej in rejections.values():
+                reason = rej.reason.split(":", 1)[0][:80]
+                stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
+        stats.accounts_created = self.accounts.created - created_before
+        return stats
+
+    def _upsert_rows(self, rows: list[dict[str, Any]], stats: WriteStats) -> None:
+        existing: dict[str, str] = {}
+        keys = [r["external_id"] for r in rows]
+        for chunk_start in range(0, len(keys), 900):
+            chunk = keys[chunk_start:chunk_start + 900]
+            existing.update(self.session.execute(
+                select(Feedback.external_id, Feedback.content_hash)
+                .where(Feedback.source_id == self.source.id, Feedback.external_id.in_(chunk))
+            ).tuples().all())
+        changed_rows = []
+        for row in rows:
+            old_hash = existing.get(row["external_id"])
+            if old_hash is None:
+                stats.inserted += 1
+                changed_rows.append(row)
+            elif old_hash != row["content_hash"]:
+                stats.updated += 1
+                changed_rows.append(row)
+            else:
+                stats.unchanged += 1
+                changed_rows.append(row)  # metadata (account, kind, date) may still have changed
+        table = Feedback.__table__
+        stmt = self._insert(table)
+        excluded = stmt.excluded
+        text_changed = table.c.content_hash != excluded.content_hash
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.source_id, table.c.external_id],
+            set_={
+                "kind": excluded.kind,
+                "title": excluded.title,
+                "text": excluded.text,
+                "raw_text": excluded.raw_text,
+                "content_hash": excluded.content_hash,
+                "url": excluded.url,
+                "account_id": excluded.account_id,
+                "author_role": excluded.author_role,
+                "submitted_by": excluded.submitted_by,
+                "occurred_at": excluded.occurred_at,
+                "tags": excluded.tags,
+                "deal_stage": excluded.deal_stage,
+                "deal_amount": excluded.deal_amount,
+                "updated_at": case((text_changed, excluded.updated_at), else_=table.c.updated_at),
+                "needs_analysis": case((text_changed, True), else_=table.c.needs_analysis),
+            },
+        )
+        for start in range(0, len(changed_rows), 1000):
+            self.session.execute(stmt, changed_rows[start:start + 1000])
+
+    def _store_rejections(self, rejections: list[Rejection], stream: str) -> None:
+        table = RejectedRecord.__table__
+        now = utcnow()
+        stmt = self._insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.source_id, table.c.stream, table.c.record_key],
+            set_={"payload": stmt.excluded.payload, "reason": stmt.excluded.reason},
+        )
+        self.session.execute(stmt, [
+            {"source_id": self.source.id, "stream": stream, "record_key": r.record_key[:512],
+             "payload": r.payload, "reason": r.reason, "created_at": now}
+            for r in rejections
+        ])
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _record_payload(rec: FeedbackRecord) -> dict[str, Any]:
+    return {
+        "external_id": rec.external_id,
+        "text": rec.text if isinstance(rec.text, str) else repr(rec.text),
+        "occurred_at": str(rec.occurred_at),
+        "kind": rec.kind,
+        "title": rec.title,
+        "account": None if rec.account is None else {
+            "name": rec.account.name, "domain": rec.account.domain, "external_id": rec.account.external_id,
+        },
+    }
+
+
+def get_or_create_source(session: Session, *, name: str, kind: str, config: dict[str, Any] | None = None) -> Source:
+    """The source called ``name``, created with ``kind`` and ``config`` when it does not exist."""
+    source = session.scalars(select(Source).where(Source.name == name)).first()
+    if source is None:
+        source = Source(name=name, kind=kind, config=config or {})
+        session.add(source)
+        session.flush()
+    return source

