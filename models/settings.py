@@ -130,3 +130,29 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read from the environment once."""
     return Settings()
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as the README shows it."""
+    lines = ["| variable | default | what it does |", "| --- | --- | --- |"]
+
+    def walk(model: type[BaseSettings], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseSettings):
+                walk(annotation, f"{prefix}{name.upper()}__")
+                continue
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, BaseSettings):
+                default = default.model_dump()
+            shown = "" if default in (None, "") else str(default).replace("|", "\\|")
+            description = info.description or f"Weight of the {name} component of the opportunity score."
+            lines.append(f"| `{prefix}{name.upper()}` | `{shown}` | {description} |" if shown
+                         else f"| `{prefix}{name.upper()}` | | {description} |")
+
+    walk(Settings, "GROUNDSWELL_")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())
