@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     recluster_pool_size: int = Field(
         200, description="Unassigned items that trigger a re-clustering of the pool during an incremental run."
     )
+    reassign_margin: float = Field(
+        0.05, description="On re-clustering an item leaves its theme only for one closer by this cosine margin."
+    )
     cluster_seed: int = Field(42, description="Random seed of theme discovery.")
     min_theme_size: int = Field(5, description="Smallest number of items that makes a theme.")
     theme_match_threshold: float = Field(

@@ -131,7 +131,8 @@ _TOKEN = re.compile(r"[a-z0-9]+")
 class HashingEmbedder:
     """Deterministic bag-of-words embedder for tests: texts sharing words get similar vectors.
 
-    Each token maps to a fixed random direction (seeded by its hash); a text is the normalised sum.
+    Each token maps to a fixed random direction (seeded by its hash); a text is the normalised sum of its
+    distinct content words (English stop words skipped, so filler does not dominate).
     """
 
     def __init__(self, dim: int = 64) -> None:
@@ -151,13 +152,31 @@ class HashingEmbedder:
         return vec
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
-            for token in _TOKEN.findall(text.lower()):
-                out[i] += self._token_vector(token)
+            for token in sorted(set(_TOKEN.findall(text.lower())) - ENGLISH_STOP_WORDS):
+                if len(token) > 2 and not token.isdigit():
+                    out[i] += self._token_vector(token)
             norm = float(np.linalg.norm(out[i]))
             if norm > 0:
                 out[i] /= norm
             else:
                 out[i, 0] = 1.0
         return out
+
+
+def make_embedder(model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
+                  threads: int = 0) -> Embedder:
+    """The embedder a model setting names.
+
+    ``hashing`` or ``hashing-DIM`` selects :class:`HashingEmbedder`, a dependency-free bag-of-words model
+    for tests and tiny machines; anything else is a sentence-transformers model name or path.
+    """
+    if model == "hashing" or model.startswith("hashing-"):
+        dim = model.partition("-")[2]
+        if dim and not dim.isdigit():
+            raise EmbeddingError(f"bad hashing model {model!r}: expected hashing or hashing-<dimensions>")
+        return HashingEmbedder(int(dim) if dim else 64)
+    return SentenceEmbedder(model, device=device, batch_size=batch_size, threads=threads)

@@ -1,0 +1,72 @@
+"""Embedding stage against a bare ``SentenceTransformer.encode`` on the same texts, in one run.
+
+    python -m benchmarks.embedding_rate [--texts 3000] [--json]
+
+The stage reads the texts that lack a vector, encodes them and stores float32 vectors per
+(content hash, model); the ratio stage/bare is its overhead (target: at most 1.05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import emit
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=3000)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from sqlalchemy import delete
+
+    from ingest.demo import generate_demo
+    from ingest.demo_loader import load_demo
+    from models import migrate
+    from models.db import make_engine, make_session_factory
+    from models.tables import Embedding
+    from pipeline.embedding import SentenceEmbedder
+    from pipeline.embedding_store import embed_missing, missing_hashes
+
+    data = generate_demo(weeks=16, accounts=150, seed=11)
+    data.items = data.items[: args.texts]
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'emb.db'}")
+        migrate.upgrade(engine)
+        factory = make_session_factory(engine)
+        load_demo(factory, data)
+        with factory() as session:
+            texts = [t for _, t in missing_hashes(session, args.model)]
+        embedder = SentenceEmbedder(args.model, batch_size=args.batch_size)
+        model = embedder.load()
+        model.encode(texts[:64], batch_size=args.batch_size)  # warm-up, both paths alike
+        # Interleave two rounds of each, to even out the machine's drift.
+        bare_times, stage_times = [], []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            bare_times.append(time.perf_counter() - t0)
+            with factory.begin() as session:
+                session.execute(delete(Embedding))
+            t0 = time.perf_counter()
+            done = embed_missing(factory, embedder, batch_size=max(args.batch_size * 8, 256))
+            stage_times.append(time.perf_counter() - t0)
+            assert done == len(texts), (done, len(texts))
+        engine.dispose()
+    bare, stage = min(bare_times), min(stage_times)
+    rows = [{"benchmark": "embedding", "texts": len(texts), "bare_encode_s": round(bare, 2),
+             "stage_s": round(stage, 2), "texts_per_s": round(len(texts) / stage),
+             "ratio": round(stage / bare, 3)}]
+    emit(rows, as_json=args.json, title="embedding stage vs bare encode")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

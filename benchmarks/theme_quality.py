@@ -1,0 +1,255 @@
+"""Theme quality on a labeled set: Groundswell's theme discovery beside BERTopic, on the same vectors.
+
+Reads a labeled CSV, TSV, JSONL or CLINC150-style JSON file, embeds the texts with the product's
+:class:`~pipeline.embedding.SentenceEmbedder` (vectors cached under ``var/cache/embeddings``), runs the
+same :class:`~pipeline.clustering.ThemeClusterer` the product runs (product defaults), and BERTopic with
+its defaults on the same embeddings unless ``--no-bertopic``. Unassigned items count as one group of
+their own in NMI and ARI.
+
+Examples::
+
+    python benchmarks/theme_quality.py --input ../shared/datasets/clinc150/data_full.json
+    python benchmarks/theme_quality.py --input ../shared/datasets/dstc11/finance.csv \\
+        --text-column utterance --label-column intent --json
+    python benchmarks/theme_quality.py --input ../shared/datasets/stackoverflow/test.tsv
+
+A ``.json`` file is read as CLINC150's ``data_full.json``: the split named by ``--split`` (``test``) is a
+list of ``[text, label]`` pairs. When the named text or label column is missing, common alternatives
+(``utterance``, ``sentence``...; ``intent``, ``category``...) are tried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from pipeline.clustering import ThemeClusterer  # noqa: E402
+from pipeline.embedding import DEFAULT_MODEL, SentenceEmbedder  # noqa: E402
+
+log = logging.getLogger("theme_quality")
+
+CACHE_DIR = ROOT / "var" / "cache" / "embeddings"
+TEXT_FALLBACKS = ("text", "utterance", "sentence", "query", "body", "title")
+LABEL_FALLBACKS = ("label", "intent", "category", "topic", "tag", "class")
+
+
+@dataclass
+class Result:
+    method: str
+    nmi: float
+    ari: float
+    k_true: int
+    k_found: int
+    unassigned: float
+    seconds: float
+    n: int
+    group: str | None = None
+
+
+def _pick_column(frame: pd.DataFrame, wanted: str, fallbacks: tuple[str, ...], what: str) -> str:
+    if wanted in frame.columns:
+        return wanted
+    for name in fallbacks:
+        if name in frame.columns:
+            log.info("no %s column %r; using %r", what, wanted, name)
+            return name
+    raise SystemExit(
+        f"{what} column {wanted!r} not found; the file has {list(frame.columns)}; "
+        f"pass --{what}-column NAME"
+    )
+
+
+def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "label",
+                 group_column: str | None = None, split: str = "test") -> pd.DataFrame:
+    """Read a labeled file into a frame with columns ``text``, ``label`` and ``group`` (input order kept)."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or split not in data:
+            raise SystemExit(f"{path} is not a CLINC150-style JSON with a {split!r} split; pass --split")
+        frame = pd.DataFrame(data[split], columns=["text", "label"])
+        text_column, label_column = "text", "label"
+    elif suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True)
+    else:
+        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0)
+    text_column = _pick_column(frame, text_column, TEXT_FALLBACKS, "text")
+    label_column = _pick_column(frame, label_column, LABEL_FALLBACKS, "label")
+    out = pd.DataFrame({
+        "text": frame[text_column].astype(str),
+        "label": frame[label_column].astype(str),
+    })
+    if group_column:
+        if group_column not in frame.columns:
+            raise SystemExit(f"group column {group_column!r} not found; the file has {list(frame.columns)}")
+        out["group"] = frame[group_column].astype(str)
+    else:
+        out["group"] = "all"
+    return out.reset_index(drop=True)
+
+
+def cached_embeddings(texts: list[str], *, model: str = DEFAULT_MODEL, tag: str = "data") -> np.ndarray:
+    """Embed ``texts`` with the product embedder, reusing vectors cached on disk for identical input.
+
+    Returns:
+        ``(len(texts), dim)`` float32, unit rows.
+    """
+    digest = hashlib.sha256(model.encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    safe_model = model.replace("/", "_")
+    path = CACHE_DIR / f"{tag}-{safe_model}-{digest.hexdigest()[:16]}.npy"
+    if path.exists():
+        return np.load(path)
+    started = time.perf_counter()
+    vectors = SentenceEmbedder(model).encode(texts)
+    log.info("embedded %d texts in %.1f s", len(texts), time.perf_counter() - started)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    return vectors
+
+
+def score(method: str, labels_true: np.ndarray, labels_pred: np.ndarray, seconds: float,
+          group: str | None) -> Result:
+    """NMI and ARI with every unassigned item (``-1``) in one group of its own."""
+    found = set(np.unique(labels_pred).tolist()) - {-1}
+    return Result(
+        method=method,
+        nmi=100 * normalized_mutual_info_score(labels_true, labels_pred),
+        ari=100 * adjusted_rand_score(labels_true, labels_pred),
+        k_true=len(np.unique(labels_true)),
+        k_found=len(found),
+        unassigned=100 * float(np.mean(labels_pred == -1)),
+        seconds=seconds,
+        n=len(labels_true),
+        group=group,
+    )
+
+
+def run_groundswell(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    model = ThemeClusterer().fit(vectors)
+    return model.labels_, time.perf_counter() - started
+
+
+def run_bertopic(texts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    try:
+        from bertopic import BERTopic
+    except ImportError as exc:
+        raise SystemExit("BERTopic is not installed; `pip install bertopic` or pass --no-bertopic") from exc
+    started = time.perf_counter()
+    topics, _ = BERTopic().fit_transform(texts, embeddings=vectors)
+    return np.asarray(topics), time.perf_counter() - started
+
+
+def combine(method: str, parts: list[Result]) -> dict:
+    """One summary per method: item-weighted means over groups, summed counts and seconds."""
+    n = sum(p.n for p in parts)
+    row = {
+        "method": method,
+        "nmi": sum(p.nmi * p.n for p in parts) / n,
+        "ari": sum(p.ari * p.n for p in parts) / n,
+        "k_true": sum(p.k_true for p in parts),
+        "k_found": sum(p.k_found for p in parts),
+        "unassigned": sum(p.unassigned * p.n for p in parts) / n,
+        "seconds": sum(p.seconds for p in parts),
+        "n": n,
+    }
+    if len(parts) > 1:
+        row["groups"] = [asdict(p) for p in parts]
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    header = f"{'method':<12} {'group':<16} {'n':>7} {'NMI':>6} {'ARI':>6} {'k_true':>6} {'k_found':>7} " \
+             f"{'unassigned%':>11} {'seconds':>8}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        parts = row.get("groups") or [dict(row, group="all")]
+        for part in parts:
+            print(f"{row['method']:<12} {str(part['group'])[:16]:<16} {part['n']:>7} {part['nmi']:>6.1f} "
+                  f"{part['ari']:>6.1f} {part['k_true']:>6} {part['k_found']:>7} {part['unassigned']:>11.1f} "
+                  f"{part['seconds']:>8.2f}")
+        if len(parts) > 1:
+            print(f"{row['method']:<12} {'(weighted)':<16} {row['n']:>7} {row['nmi']:>6.1f} {row['ari']:>6.1f} "
+                  f"{row['k_true']:>6} {row['k_found']:>7} {row['unassigned']:>11.1f} {row['seconds']:>8.2f}")
+
+
+def write_assignments(path: Path, frame: pd.DataFrame, labels: np.ndarray) -> None:
+    """CSV ``row,theme``: 0-based input row, theme id (empty when unassigned)."""
+    out = pd.DataFrame({"row": np.arange(len(frame)), "theme": pd.array(labels, dtype="Int64")})
+    out.loc[out["theme"] == -1, "theme"] = pd.NA
+    out.to_csv(path, index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", required=True, type=Path, help="labeled .csv, .tsv, .jsonl or CLINC .json")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--group-column", default=None, help="discover themes separately per value")
+    parser.add_argument("--split", default="test", help="split to read from a CLINC-style .json")
+    parser.add_argument("--json", action="store_true", help="one JSON line per method")
+    parser.add_argument("--assignments", type=Path, default=None, help="write Groundswell's row,theme CSV")
+    parser.add_argument("--no-bertopic", action="store_true")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedding model name or path")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
+                        format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    frame = read_labeled(args.input, text_column=args.text_column, label_column=args.label_column,
+                         group_column=args.group_column, split=args.split)
+    texts = frame["text"].tolist()
+    vectors = cached_embeddings(texts, model=args.model, tag=args.input.stem)
+
+    methods = ["groundswell"] + ([] if args.no_bertopic else ["bertopic"])
+    results: dict[str, list[Result]] = {m: [] for m in methods}
+    assignments = np.full(len(frame), -1, dtype=np.int64)
+    offset = 0
+    for group, rows in frame.groupby("group", sort=True).indices.items():
+        rows = np.sort(rows)
+        truth = frame["label"].to_numpy()[rows]
+        labels, seconds = run_groundswell(vectors[rows])
+        results["groundswell"].append(score("groundswell", truth, labels, seconds, group))
+        # theme ids stay unique across groups in the assignments file
+        assignments[rows] = np.where(labels >= 0, labels + offset, -1)
+        offset += int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+        if "bertopic" in results:
+            labels, seconds = run_bertopic([texts[i] for i in rows], vectors[rows])
+            results["bertopic"].append(score("bertopic", truth, labels, seconds, group))
+
+    rows_out = [combine(m, parts) for m, parts in results.items()]
+    if args.json:
+        for row in rows_out:
+            print(json.dumps(row))
+    else:
+        print(f"{args.input.name}: {len(frame)} items, model {args.model}")
+        print_table(rows_out)
+    if args.assignments:
+        write_assignments(args.assignments, frame, assignments)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

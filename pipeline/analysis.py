@@ -1,0 +1,571 @@
+"""One analysis run: the thin code that loads from the database, runs the pure steps and saves.
+
+Order of a run (each step commits on its own, so a crash mid-run followed by a rerun converges):
+
+1. embed texts that have no vector for the configured model;
+2. per-item signals (sentiment, intent, flags, competitors) for items whose text changed;
+3. themes: a full re-clustering (``full=True``, or when no theme exists yet) matched to the old themes so
+   ids survive, or an incremental run that assigns new items to the nearest theme and clusters the
+   pool of unassigned items once it is large enough;
+4. labels, keywords and representative quotes;
+5. weekly statistics, momentum and trend status;
+6. opportunity scores for all accounts and per segment, stored per run.
+
+Human curation survives every run: pinned assignments (moved items) are never overwritten, renamed
+themes keep their override, archived themes stay archived, merged themes stay merged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import session_scope
+from models.settings import Settings
+from models.tables import (
+    Account,
+    AnalysisRun,
+    Feedback,
+    Opportunity,
+    Source,
+    Theme,
+    ThemeAssignment,
+    ThemeEvent,
+    ThemeStat,
+    utcnow,
+)
+from pipeline.clustering import ThemeClusterer, assign_to_centroids
+from pipeline.embedding import Embedder
+from pipeline.embedding_store import embed_missing, from_bytes, load_vectors, to_bytes
+from pipeline.labeling import ThemeLabeler, representative_quotes
+from pipeline.scoring import score_opportunities, segment_items
+from pipeline.signals import CompetitorMatcher, SignalModel, detect_flags
+from pipeline.stats import theme_momentum, weekly_theme_stats
+from pipeline.tracking import match_themes
+
+log = logging.getLogger(__name__)
+
+# Themes in these states take part in matching; merged themes live on in the theme they were merged into.
+MATCHABLE = ("active", "archived")
+
+
+@dataclass
+class AnalysisSummary:
+    run_id: int
+    kind: str
+    embedded: int = 0
+    signals: int = 0
+    items: int = 0
+    assigned: int = 0
+    unassigned: int = 0
+    themes: int = 0
+    born: int = 0
+    opportunities: int = 0
+    seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def unassigned_share(self) -> float:
+        return self.unassigned / self.items if self.items else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "kind": self.kind, "embedded": self.embedded, "signals": self.signals,
+            "items": self.items, "assigned": self.assigned, "unassigned": self.unassigned,
+            "unassigned_share": round(self.unassigned_share, 4), "themes": self.themes, "born": self.born,
+            "opportunities": self.opportunities, "seconds": round(self.seconds, 2),
+            "steps": {k: round(v, 3) for k, v in self.steps.items()},
+        }
+
+
+@dataclass
+class Corpus:
+    """The items that take part in theming, in feedback-id order, with their vectors."""
+
+    ids: np.ndarray  # (n,) int64 feedback ids
+    texts: list[str]
+    vectors: np.ndarray  # (n, d) float32 unit rows
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+class Analyzer:
+    """Runs analyses for one database with one embedder.
+
+    Args:
+        factory: session factory of the database.
+        settings: thresholds, weights, seeds.
+        embedder: the embedding model (a fake in tests).
+        clusterer: builds the clustering step; a keyword hook so tests and benchmarks can swap it.
+        signal_model: per-item sentiment/intent model; built from the shipped seed data when omitted.
+    """
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings, embedder: Embedder, *,
+                 clusterer: Callable[[], ThemeClusterer] | None = None,
+                 signal_model: SignalModel | None = None) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.embedder = embedder
+        self.make_clusterer = clusterer or (lambda: ThemeClusterer(
+            min_theme_size=settings.min_theme_size, seed=settings.cluster_seed))
+        self._signal_model = signal_model
+        self.competitors = CompetitorMatcher(settings.competitors)
+
+    @property
+    def signal_model(self) -> SignalModel:
+        if self._signal_model is None:
+            self._signal_model = SignalModel.from_seed(self.embedder)
+        return self._signal_model
+
+    # -- entry point ------------------------------------------------------------------------
+    def begin(self, *, full: bool = False) -> AnalysisSummary:
+        """Record a new run; a run is full when asked or when there is no theme to be incremental against."""
+        with session_scope(self.factory) as session:
+            if not full and session.scalar(select(Theme.id).where(Theme.status == "active").limit(1)) is None:
+                full = True
+            run = AnalysisRun(kind="full" if full else "incremental", status="running", started_at=utcnow())
+            session.add(run)
+            session.flush()
+            return AnalysisSummary(run_id=run.id, kind=run.kind)
+
+    def embed(self, summary: AnalysisSummary) -> int:
+        summary.embedded = embed_missing(
+            self.factory, self.embedder, batch_size=max(self.settings.embedding_batch_size * 8, 256))
+        return summary.embedded
+
+    def signals(self, summary: AnalysisSummary) -> int:
+        summary.signals = self._signals()
+        return summary.signals
+
+    def themes(self, summary: AnalysisSummary) -> Corpus:
+        corpus = self._load_corpus()
+        summary.items = len(corpus)
+        if summary.kind == "full":
+            self._full(corpus, summary)
+        else:
+            self._incremental(corpus, summary)
+        self._label(corpus)
+        with self.factory() as session:
+            summary.assigned, summary.unassigned = self._assignment_counts(session, corpus)
+        return corpus
+
+    def scores(self, summary: AnalysisSummary, now: dt.datetime | None = None) -> int:
+        self._stats_and_scores(summary, now or utcnow())
+        return summary.opportunities
+
+    def finish(self, summary: AnalysisSummary) -> AnalysisSummary:
+        from sqlalchemy import func
+
+        with session_scope(self.factory) as session:
+            summary.themes = session.scalar(
+                select(func.count(Theme.id)).where(Theme.status == "active")) or 0
+            session.execute(update(AnalysisRun).where(AnalysisRun.id == summary.run_id).values(
+                status="succeeded", finished_at=utcnow(), stats=summary.as_dict()))
+        return summary
+
+    def fail(self, summary: AnalysisSummary, exc: BaseException) -> None:
+        with session_scope(self.factory) as session:
+            session.execute(update(AnalysisRun).where(AnalysisRun.id == summary.run_id).values(
+                status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}"[:2000]))
+
+    def run(self, *, full: bool = False, now: dt.datetime | None = None,
+            progress: Callable[[str], None] | None = None) -> AnalysisSummary:
+        """Every step in order, outside any orchestrator (the Prefect flow calls the same steps as tasks)."""
+        import time
+
+        started = time.perf_counter()
+        summary = self.begin(full=full)
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("embed", lambda: self.embed(summary)),
+            ("signals", lambda: self.signals(summary)),
+            ("themes", lambda: self.themes(summary)),
+            ("scores", lambda: self.scores(summary, now)),
+        ]
+        try:
+            for name, fn in steps:
+                t0 = time.perf_counter()
+                if progress is not None:
+                    progress(name)
+                log.info("analysis %d: %s started", summary.run_id, name)
+                fn()
+                summary.steps[name] = time.perf_counter() - t0
+                log.info("analysis %d: %s done in %.2fs", summary.run_id, name, summary.steps[name])
+        except BaseException as exc:
+            self.fail(summary, exc)
+            raise
+        summary.seconds = time.perf_counter() - started
+        return self.finish(summary)
+
+    # -- steps ------------------------------------------------------------------------------
+    def _signals(self) -> int:
+        model_name = self.embedder.name
+        with self.factory() as session:
+            rows = session.execute(
+                select(Feedback.id, Feedback.text, Feedback.kind, Feedback.content_hash)
+                .where(Feedback.needs_analysis.is_(True)).order_by(Feedback.id)
+            ).tuples().all()
+        done = 0
+        for start in range(0, len(rows), 2000):
+            chunk = rows[start:start + 2000]
+            with session_scope(self.factory) as session:
+                vectors = load_vectors(session, model_name, [r[3] for r in chunk])
+                texts = [r[1] for r in chunk]
+                intents = self.signal_model.predict_intent(texts, vectors)
+                sentiments = self.signal_model.score_sentiment(texts, vectors)
+                values = []
+                for (fid, text, kind, _), intent, sentiment in zip(chunk, intents, sentiments, strict=True):
+                    values.append({
+                        "id": fid, "intent": str(intent), "sentiment": float(sentiment),
+                        "flags": detect_flags(text, kind), "competitors": self.competitors.find(text),
+                        "needs_analysis": False,
+                    })
+                session.execute(update(Feedback), values)
+            done += len(chunk)
+        return done
+
+    def _load_corpus(self) -> Corpus:
+        with self.factory() as session:
+            rows = session.execute(
+                select(Feedback.id, Feedback.text, Feedback.content_hash)
+                .where(Feedback.duplicate_of.is_(None)).order_by(Feedback.id)
+            ).tuples().all()
+            vectors = load_vectors(session, self.embedder.name, [r[2] for r in rows])
+        return Corpus(ids=np.array([r[0] for r in rows], dtype=np.int64), texts=[r[1] for r in rows],
+                      vectors=vectors if len(rows) else np.zeros((0, 1), dtype=np.float32))
+
+    def _themes(self, session: Session, statuses: tuple[str, ...] = MATCHABLE) -> list[Theme]:
+        return list(session.scalars(
+            select(Theme).where(Theme.status.in_(statuses), Theme.model == self.embedder.name).order_by(Theme.id)))
+
+    @staticmethod
+    def _pinned(session: Session) -> dict[int, int]:
+        return dict(session.execute(
+            select(ThemeAssignment.feedback_id, ThemeAssignment.theme_id).where(ThemeAssignment.pinned.is_(True))
+        ).tuples().all())
+
+    def _full(self, corpus: Corpus, summary: AnalysisSummary) -> None:
+        if len(corpus) == 0:
+            return
+        clusterer = self.make_clusterer().fit(corpus.vectors)
+        labels = np.asarray(clusterer.labels_)
+        centroids = np.asarray(clusterer.centroids_, dtype=np.float32)
+        k = centroids.shape[0]
+        with session_scope(self.factory) as session:
+            old = self._themes(session)
+            by_id = {t.id: t for t in old}
+            pinned = self._pinned(session)
+            ids = corpus.ids.tolist()
+            # Memberships in feedback ids, pinned items left out: humans placed those, not the clustering.
+            old_members: dict[int, set[int]] = {t.id: set() for t in old}
+            for fid, tid in session.execute(
+                    select(ThemeAssignment.feedback_id, ThemeAssignment.theme_id)
+                    .where(ThemeAssignment.pinned.is_(False))).tuples():
+                if tid in old_members:
+                    old_members[tid].add(fid)
+            new_members: list[set[int]] = [set() for _ in range(k)]
+            for fid, lab in zip(ids, labels.tolist(), strict=True):
+                if lab >= 0 and fid not in pinned:
+                    new_members[lab].add(fid)
+            merged_by_hand = set(session.scalars(select(Theme.merged_into_id).where(
+                Theme.status == "merged", Theme.merged_into_id.is_not(None))))
+            pinned_themes = set(pinned.values())
+            locked = [t.id for t in old if t.label_override or t.status == "archived" or t.id in merged_by_hand
+                      or t.id in pinned_themes]
+            match = match_themes(
+                np.stack([from_bytes(t.centroid) for t in old]) if old else np.zeros((0, centroids.shape[1])),
+                [t.id for t in old], centroids,
+                threshold=self.settings.theme_match_threshold,
+                old_members=[old_members[t.id] for t in old], new_members=new_members, locked_ids=locked,
+            )
+            labels = self._sticky_labels(corpus, labels, centroids, match.assignments, old_members)
+            centroids = _member_centroids(corpus.vectors, labels, centroids)
+            cluster_theme: list[int] = []
+            for j, kept in enumerate(match.assignments):
+                if kept is None:
+                    theme = Theme(model=self.embedder.name, status="active")
+                    session.add(theme)
+                    session.flush()
+                    summary.born += 1
+                else:
+                    theme = by_id[kept]
+                theme.centroid = to_bytes(centroids[j])
+                cluster_theme.append(theme.id)
+            self._apply_events(session, match.events, cluster_theme, by_id, summary.run_id)
+            # Replace machine assignments; pinned ones are the humans' and stay.
+            session.execute(delete(ThemeAssignment).where(ThemeAssignment.pinned.is_(False)))
+            sims = np.einsum("ij,ij->i", corpus.vectors, centroids[np.clip(labels, 0, None)]) if k else None
+            now = utcnow()
+            rows = [
+                {"feedback_id": fid, "theme_id": cluster_theme[int(labels[i])],
+                 "similarity": float(sims[i]) if sims is not None else 0.0,
+                 "method": "cluster", "pinned": False, "run_id": summary.run_id, "assigned_at": now}
+                for i, fid in enumerate(ids) if fid not in pinned and labels[i] >= 0
+            ]
+            for start in range(0, len(rows), 5000):
+                session.execute(ThemeAssignment.__table__.insert(), rows[start:start + 5000])
+            self._refresh_sizes(session)
+
+    def _sticky_labels(self, corpus: Corpus, labels: np.ndarray, centroids: np.ndarray,
+                       kept: list[int | None], old_members: Mapping[int, set[int]]) -> np.ndarray:
+        """Hysteresis: an item stays in its old theme unless another theme is clearly closer.
+
+        Re-clustering moves borderline items back and forth between neighbouring themes from one run to
+        the next; a margin of ``settings.reassign_margin`` in cosine similarity keeps them where they
+        were, so theme ids and their evidence stay put while clear moves still happen.
+        """
+        margin = self.settings.reassign_margin
+        column_of = {tid: j for j, tid in enumerate(kept) if tid is not None}
+        pos = {int(fid): i for i, fid in enumerate(corpus.ids.tolist())}
+        old_col = np.full(len(corpus), -1, dtype=np.int64)
+        for tid, members in old_members.items():
+            j = column_of.get(tid)
+            if j is None:
+                continue
+            for fid in members:
+                i = pos.get(fid)
+                if i is not None:
+                    old_col[i] = j
+        rows = np.flatnonzero((old_col >= 0) & (old_col != labels))
+        if rows.size == 0:
+            return labels
+        X = corpus.vectors[rows]
+        sim_old = np.einsum("ij,ij->i", X, centroids[old_col[rows]])
+        new_lab = labels[rows]
+        sim_new = np.where(new_lab >= 0, np.einsum("ij,ij->i", X, centroids[np.clip(new_lab, 0, None)]), -np.inf)
+        stay = (sim_old >= sim_new - margin) & (sim_old >= self.settings.assign_threshold)
+        out = labels.copy()
+        out[rows[stay]] = old_col[rows[stay]]
+        return out
+
+    @staticmethod
+    def _apply_events(session: Session, events: list[Any], cluster_theme: list[int], by_id: Mapping[int, Theme],
+                      run_id: int) -> None:
+        """Store the lineage that matching found: births, growth, merges, splits, themes that dissolved."""
+        for event in events:
+            ref = event.theme_ref
+            theme_id = ref.theme_id if ref.theme_id is not None else cluster_theme[ref.cluster]
+            detail = _plain(dict(event.detail))
+            if event.kind == "merged":
+                theme = by_id[theme_id]
+                if theme.status == "active":
+                    theme.status, theme.merged_into_id = "merged", int(detail["into"])
+            elif event.kind == "split":
+                child = session.get(Theme, theme_id)
+                if child is not None:
+                    child.parent_id = int(detail["parent"])
+            elif event.kind == "archived":
+                theme = by_id[theme_id]
+                if theme.status != "active":
+                    continue  # archived by a person already: nothing new to record
+                # Not a human's archive: the theme lost every item to re-clustering.
+                theme.status = "retired"
+                detail["reason"] = "no items left after re-clustering"
+            session.add(ThemeEvent(theme_id=theme_id, kind=event.kind, run_id=run_id, detail=detail))
+
+    def _incremental(self, corpus: Corpus, summary: AnalysisSummary) -> None:
+        with session_scope(self.factory) as session:
+            assigned = set(session.scalars(select(ThemeAssignment.feedback_id)).all())
+            themes = self._themes(session, ("active",))
+            if not themes:
+                return
+            pool_idx = np.array([i for i, fid in enumerate(corpus.ids.tolist()) if fid not in assigned],
+                                dtype=np.int64)
+            if pool_idx.size == 0:
+                return
+            centroids = np.stack([from_bytes(t.centroid) for t in themes])
+            labels, sims = assign_to_centroids(corpus.vectors[pool_idx], centroids,
+                                               self.settings.assign_threshold)
+            rows = [
+                {"feedback_id": int(corpus.ids[i]), "theme_id": themes[int(lab)].id, "similarity": float(s),
+                 "method": "nearest", "pinned": False, "run_id": summary.run_id, "assigned_at": utcnow()}
+                for i, lab, s in zip(pool_idx.tolist(), labels.tolist(), sims.tolist(), strict=True) if lab >= 0
+            ]
+            if rows:
+                session.execute(ThemeAssignment.__table__.insert(), rows)
+            rest = pool_idx[np.asarray(labels) < 0]
+            if rest.size >= self.settings.recluster_pool_size:
+                self._cluster_pool(session, corpus, rest, themes, summary)
+            self._refresh_sizes(session)
+
+    def _cluster_pool(self, session: Session, corpus: Corpus, pool_idx: np.ndarray, themes: list[Theme],
+                      summary: AnalysisSummary) -> None:
+        """New themes from the items no theme took; clusters close to a theme join it instead."""
+        clusterer = self.make_clusterer().fit(corpus.vectors[pool_idx])
+        labels = np.asarray(clusterer.labels_)
+        centroids = np.asarray(clusterer.centroids_, dtype=np.float32)
+        old_centroids = np.stack([from_bytes(t.centroid) for t in themes])
+        rows = []
+        for j in range(centroids.shape[0]):
+            members = pool_idx[labels == j]
+            if members.size == 0:
+                continue
+            sim_to_old = old_centroids @ centroids[j]
+            best = int(np.argmax(sim_to_old))
+            if sim_to_old[best] >= self.settings.theme_match_threshold:
+                theme_id = themes[best].id
+            else:
+                theme = Theme(model=self.embedder.name, status="active", centroid=to_bytes(centroids[j]))
+                session.add(theme)
+                session.flush()
+                session.add(ThemeEvent(theme_id=theme.id, kind="born", run_id=summary.run_id,
+                                       detail={"size": int(members.size), "from": "pool"}))
+                summary.born += 1
+                theme_id = theme.id
+            member_sims = corpus.vectors[members] @ centroids[j]
+            rows.extend(
+                {"feedback_id": int(corpus.ids[i]), "theme_id": theme_id, "similarity": float(s),
+                 "method": "cluster", "pinned": False, "run_id": summary.run_id, "assigned_at": utcnow()}
+                for i, s in zip(members.tolist(), member_sims.tolist(), strict=True)
+            )
+        if rows:
+            session.execute(ThemeAssignment.__table__.insert(), rows)
+
+    @staticmethod
+    def _refresh_sizes(session: Session) -> None:
+        from sqlalchemy import func
+
+        sizes = dict(session.execute(
+            select(ThemeAssignment.theme_id, func.count()).group_by(ThemeAssignment.theme_id)).tuples().all())
+        for theme in session.scalars(select(Theme)):
+            theme.size = int(sizes.get(theme.id, 0))
+
+    @staticmethod
+    def _assignment_counts(session: Session, corpus: Corpus) -> tuple[int, int]:
+        assigned = set(session.scalars(select(ThemeAssignment.feedback_id)).all())
+        n_assigned = sum(1 for fid in corpus.ids.tolist() if fid in assigned)
+        return n_assigned, len(corpus) - n_assigned
+
+    def _label(self, corpus: Corpus) -> None:
+        if len(corpus) == 0:
+            return
+        with session_scope(self.factory) as session:
+            assign = dict(session.execute(
+                select(ThemeAssignment.feedback_id, ThemeAssignment.theme_id)).tuples().all())
+            themes = {t.id: t for t in self._themes(session, ("active", "archived"))}
+            labels = np.array([assign.get(int(fid), -1) for fid in corpus.ids.tolist()], dtype=np.int64)
+            labels = np.where(np.isin(labels, list(themes)), labels, -1)
+            present = sorted(set(labels.tolist()) - {-1})
+            if not present:
+                return
+            labeler = ThemeLabeler().fit(corpus.texts, labels)
+            centroid_rows = []
+            for tid in present:
+                members = corpus.vectors[labels == tid]
+                c = members.mean(axis=0)
+                centroid_rows.append(c / (np.linalg.norm(c) or 1.0))
+            # Quotes use positions 0..k-1; map theme ids to positions and back.
+            pos = {tid: p for p, tid in enumerate(present)}
+            pos_labels = np.array([pos.get(int(lab), -1) for lab in labels], dtype=np.int64)
+            quotes = representative_quotes(corpus.vectors, pos_labels, np.stack(centroid_rows), corpus.texts, n=5)
+            for tid in present:
+                theme = themes[tid]
+                theme.label = labeler.labels_.get(tid, theme.label) or f"Theme {tid}"
+                theme.keywords = list(labeler.keywords_.get(tid, []))
+                theme.quotes = [int(corpus.ids[i]) for i in quotes.get(pos[tid], [])]
+
+    def _frames(self, session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rows = session.execute(
+            select(Feedback.id, ThemeAssignment.theme_id, Feedback.account_id, Feedback.occurred_at,
+                   Source.name, Feedback.kind, Feedback.sentiment, Feedback.intent, Feedback.flags,
+                   Feedback.submitted_by)
+            .join(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
+            .join(Theme, Theme.id == ThemeAssignment.theme_id)
+            .join(Source, Source.id == Feedback.source_id)
+            .where(Theme.status == "active")
+        ).tuples().all()
+        items = pd.DataFrame(rows, columns=["feedback_id", "theme_id", "account_id", "occurred_at", "source",
+                                            "kind", "sentiment", "intent", "flags", "submitted_by"])
+        flags = items.pop("flags")
+        for flag in ("churn_risk", "deal_blocker", "security"):
+            items[flag] = [bool((f or {}).get(flag)) for f in flags]
+        items["occurred_at"] = pd.to_datetime(items["occurred_at"], utc=True)
+        items["account_id"] = items["account_id"].astype("Int64")
+        items["sentiment"] = items["sentiment"].astype(float)
+        accounts = pd.DataFrame(session.execute(
+            select(Account.id, Account.name, Account.segment, Account.arr, Account.lifecycle, Account.open_pipeline)
+        ).tuples().all(), columns=["account_id", "name", "segment", "arr", "lifecycle", "open_pipeline"])
+        accounts["account_id"] = accounts["account_id"].astype("Int64")
+        return items, accounts
+
+    def _stats_and_scores(self, summary: AnalysisSummary, now: dt.datetime) -> None:
+        s = self.settings
+        with session_scope(self.factory) as session:
+            items, accounts = self._frames(session)
+            session.execute(delete(ThemeStat))
+            if items.empty:
+                return
+            weekly = weekly_theme_stats(items, accounts, now=now, tz=s.timezone)
+            session.execute(ThemeStat.__table__.insert(), [
+                {"theme_id": int(r.theme_id), "week": r.week, "week_start": r.week_start, "items": int(r.items),
+                 "accounts": int(r.accounts), "arr": float(r.arr), "open_pipeline": float(r.open_pipeline),
+                 "sentiment": None if pd.isna(r.sentiment) else float(r.sentiment),
+                 "intents": dict(r.intents), "sources": dict(r.sources)}
+                for r in weekly.itertuples(index=False)
+            ])
+            momentum = theme_momentum(weekly, now=now, tz=s.timezone, window_weeks=s.momentum_window_weeks)
+            trend = dict(zip(momentum["theme_id"].astype(int), momentum["status"], strict=True))
+            for theme in session.scalars(select(Theme).where(Theme.status == "active")):
+                theme.trend = trend.get(theme.id, "dormant")
+            weights = s.score_weights.model_dump()
+            segments = [None] + sorted({str(x) for x in accounts["segment"].dropna().unique()})
+            rows = []
+            for segment in segments:
+                if segment is None:
+                    seg_items, seg_momentum = items, momentum
+                else:
+                    # A segment's trend is its own: momentum from that segment's items only.
+                    seg_items, seg_accounts = segment_items(items, accounts, segment)
+                    if seg_items.empty:
+                        continue
+                    seg_weekly = weekly_theme_stats(seg_items, seg_accounts, now=now, tz=s.timezone)
+                    seg_momentum = theme_momentum(seg_weekly, now=now, tz=s.timezone,
+                                                  window_weeks=s.momentum_window_weeks)
+                scored = score_opportunities(seg_items, accounts, seg_momentum, now=now, weights=weights,
+                                             pipeline_weight=s.pipeline_weight, segment=segment)
+                for r in scored.to_dict("records"):
+                    metrics = dict(r["metrics"])
+                    strength = seg_momentum.loc[seg_momentum["theme_id"] == r["theme_id"], "emerging_strength"]
+                    metrics["emerging_strength"] = float(strength.iloc[0]) if len(strength) else 0.0
+                    rows.append({
+                        "theme_id": int(r["theme_id"]), "run_id": summary.run_id, "segment": segment or "all",
+                        "score": float(r["score"]), "rank": int(r["rank"]), "tier": str(r["tier"]),
+                        "components": _plain(r["components"]), "metrics": _plain(metrics),
+                        "rationale": str(r["rationale"]), "created_at": utcnow(),
+                    })
+            if rows:
+                session.execute(Opportunity.__table__.insert(), rows)
+            summary.opportunities = sum(1 for r in rows if r["segment"] == "all")
+
+
+def _member_centroids(X: np.ndarray, labels: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Unit mean vector of each cluster's members; a cluster left empty keeps its ``fallback`` row."""
+    out = fallback.copy()
+    for j in range(fallback.shape[0]):
+        members = X[labels == j]
+        if members.shape[0]:
+            c = members.mean(axis=0)
+            out[j] = c / (np.linalg.norm(c) or 1.0)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a value from a frame (numpy scalars, NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value

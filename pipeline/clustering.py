@@ -1,0 +1,282 @@
+"""Theme discovery: cluster unit-length embeddings into an automatically chosen number of themes.
+
+The recipe, in order (each step is plain numpy / scipy / scikit-learn):
+
+1. **Sample** at most ``max_hierarchy_size`` items for discovery, so the cost is bounded at any ``n``.
+2. **Smooth**: replace each sampled vector by the mean of its ``n_neighbors`` cosine neighbours. This
+   denoises paraphrases toward their local mode and sharpens the cluster structure.
+3. **Ward tree** on the smoothed vectors, cut at a geometric grid of theme counts.
+4. **Choose k** by cosine silhouette, with a parsimony rule: the smallest k whose silhouette is within
+   ``k_tolerance`` (relative) of the best. Silhouette alone tends to over-split; this is the usual
+   "simplest model close to the best" choice and is not tuned to any dataset.
+5. **Refine** with Lloyd (k-means) iterations started from the cut's centroids.
+6. **Assign** every item to its nearest theme centroid (blocked, so 1M x 384 fits in memory), with a
+   couple of Lloyd passes on all items when the discovery ran on a sample; themes smaller than
+   ``min_theme_size`` are dissolved into their neighbours.
+7. **Outliers**: an item whose similarity to its centroid falls below its theme's Tukey fence
+   (Q1 - ``outlier_fence`` x IQR) is left unassigned (label ``-1``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 16384  # rows per block in the dense products; bounds the n x k temporaries
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def assign_to_centroids(X: np.ndarray, centroids: np.ndarray,
+                        threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Assign each row to its most similar centroid (cosine), or to none when below ``threshold``.
+
+    Used for incremental runs: new items join an existing theme when similar enough, else wait in the pool.
+
+    Args:
+        X: ``(n, d)`` unit rows.
+        centroids: ``(k, d)`` unit rows; ``k`` may be 0.
+        threshold: minimum cosine similarity to join a theme.
+
+    Returns:
+        ``labels`` ``(n,)`` int64 with ``-1`` where the best similarity is below ``threshold``, and
+        ``similarities`` ``(n,)`` float32, the best similarity (``-1`` when there are no centroids).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    centroids = np.asarray(centroids, dtype=np.float32)
+    n = X.shape[0]
+    if centroids.ndim != 2 or (n and centroids.shape[0] and centroids.shape[1] != X.shape[1]):
+        raise ValueError(
+            f"centroids must be (k, {X.shape[1] if X.ndim == 2 else 'd'}); got shape {centroids.shape}"
+        )
+    labels = np.full(n, -1, dtype=np.int64)
+    sims = np.full(n, -1.0, dtype=np.float32)
+    if n == 0 or centroids.shape[0] == 0:
+        return labels, sims
+    for start in range(0, n, _BLOCK):
+        block = X[start:start + _BLOCK] @ centroids.T
+        best = block.argmax(axis=1)
+        labels[start:start + _BLOCK] = best
+        sims[start:start + _BLOCK] = block[np.arange(block.shape[0]), best]
+    labels[sims < threshold] = -1
+    return labels, sims
+
+
+def _smooth(X: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Mean of each row and its ``n_neighbors`` nearest rows (cosine), renormalised. ``X`` is small."""
+    n = X.shape[0]
+    k = min(n_neighbors, n - 1)
+    if k < 1:
+        return X
+    out = np.empty_like(X)
+    for start in range(0, n, 4096):
+        sims = X[start:start + 4096] @ X.T
+        idx = np.argpartition(-sims, k, axis=1)[:, :k + 1]  # includes the row itself
+        out[start:start + 4096] = X[idx].mean(axis=1)
+    return _normalise(out)
+
+
+def _cluster_sums(X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster vector sums ``(k, d)`` (float64) and counts ``(k,)``; rows labelled ``-1`` are skipped."""
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    for start in range(0, X.shape[0], _BLOCK):
+        lab = labels[start:start + _BLOCK]
+        keep = lab >= 0
+        rows = np.flatnonzero(keep)
+        onehot = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (lab[keep], rows)),
+                               shape=(k, lab.shape[0]))
+        sums += onehot @ X[start:start + _BLOCK]
+    counts = np.bincount(labels[labels >= 0], minlength=k)
+    return sums, counts
+
+
+def cosine_silhouette(X: np.ndarray, labels: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """Exact mean silhouette with cosine distance, in O(n k d) via cluster sums (unit rows).
+
+    Args:
+        X: ``(n, d)`` unit rows; labels ``(n,)`` in ``0..k-1``.
+        rows: optional subset of rows whose silhouettes are averaged (clusters still use all rows).
+    """
+    k = int(labels.max()) + 1
+    if k < 2:
+        return 0.0
+    sums, counts = _cluster_sums(X, labels, k)
+    rows = np.arange(X.shape[0]) if rows is None else rows
+    xr, lr = X[rows].astype(np.float64), labels[rows]
+    dots = xr @ sums.T
+    size = counts[lr].astype(np.float64)
+    own = dots[np.arange(rows.size), lr]
+    a = 1.0 - (own - (xr * xr).sum(axis=1)) / np.maximum(size - 1, 1)
+    means = dots / np.maximum(counts, 1)
+    means[np.arange(rows.size), lr] = -np.inf
+    b = 1.0 - means.max(axis=1)
+    s = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
+    s[size <= 1] = 0.0
+    return float(s.mean())
+
+
+class ThemeClusterer(ClusterMixin, BaseEstimator):
+    """Discover themes in unit-length embeddings, choosing the number of themes itself.
+
+    Args:
+        min_theme_size: smallest theme kept; smaller clusters are dissolved into their neighbours.
+        n_neighbors: neighbours averaged when smoothing the discovery sample.
+        k_tolerance: relative silhouette slack; the smallest k within it of the best k is chosen.
+        outlier_fence: Tukey fence multiplier on each theme's similarity IQR; lower leaves more unassigned.
+        max_hierarchy_size: at most this many items (sampled) build the tree that picks the themes.
+        refine_iter: Lloyd iterations after the cut.
+        seed: random seed (sampling and k-means); equal seeds give equal results.
+
+    Attributes:
+        labels_: ``(n,)`` int64 theme per item, ``-1`` when unassigned.
+        centroids_: ``(n_themes_, d)`` float32 unit rows.
+        similarities_: ``(n,)`` float32 cosine similarity of each item to its theme centroid (before outliers).
+        n_themes_: number of themes found.
+        unassigned_share_: share of items left unassigned, in ``[0, 1]``.
+    """
+
+    def __init__(self, *, min_theme_size: int = 5, n_neighbors: int = 15, k_tolerance: float = 0.05,
+                 outlier_fence: float = 3.0, max_hierarchy_size: int = 6000, refine_iter: int = 10,
+                 seed: int = 42) -> None:
+        self.min_theme_size = min_theme_size
+        self.n_neighbors = n_neighbors
+        self.k_tolerance = k_tolerance
+        self.outlier_fence = outlier_fence
+        self.max_hierarchy_size = max_hierarchy_size
+        self.refine_iter = refine_iter
+        self.seed = seed
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _candidate_ks(self, n: int) -> np.ndarray:
+        upper = max(2, n // max(self.min_theme_size, 1))
+        return np.unique(np.geomspace(2, upper, 24).round().astype(int))
+
+    def _discover(self, Xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Labels ``(m,)`` for the smoothed discovery sample, with k chosen by silhouette parsimony."""
+        m = Xs.shape[0]
+        ks = self._candidate_ks(m)
+        # Euclidean distances of unit rows from one BLAS product (scipy's pdist is far slower here)
+        gram = Xs @ Xs.T
+        np.fill_diagonal(gram, 1.0)
+        dist = np.sqrt(np.clip(2.0 - 2.0 * gram, 0.0, None), out=gram)
+        condensed = squareform(dist, checks=False).astype(np.float64)
+        del gram, dist
+        tree = linkage(condensed, method="ward")
+        del condensed
+        rows = rng.choice(m, size=min(m, 2000), replace=False)
+        cuts: dict[int, np.ndarray] = {}
+        scores: dict[int, float] = {}
+        for k in ks:
+            cut = fcluster(tree, int(k), criterion="maxclust") - 1
+            k_real = int(cut.max()) + 1
+            if k_real < 2 or k_real in cuts:
+                continue
+            cuts[k_real] = cut
+            scores[k_real] = cosine_silhouette(Xs, cut, rows)
+        if not cuts:
+            return np.zeros(m, dtype=np.int64)
+        best = max(scores.values())
+        k = min(k for k, s in scores.items() if s >= best - self.k_tolerance * abs(best))
+        log.info("theme count %d chosen (silhouette %.3f, best %.3f)", k, scores[k], best)
+        labels = cuts[k]
+        if self.refine_iter > 0:
+            sums, _ = _cluster_sums(Xs, labels, k)
+            init = _normalise(sums.astype(np.float32))
+            labels = KMeans(k, init=init, n_init=1, max_iter=self.refine_iter,
+                            random_state=self.seed).fit_predict(Xs)
+        return labels.astype(np.int64)
+
+    def _centroids(self, X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sums, counts = _cluster_sums(X, labels, k)
+        keep = counts > 0
+        return _normalise(sums[keep].astype(np.float32)), counts[keep]
+
+    def _mark_outliers(self, labels: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        labels = labels.copy()
+        order = np.argsort(labels, kind="stable")
+        bounds = np.flatnonzero(np.diff(labels[order])) + 1
+        for members in np.split(order, bounds):
+            if members.size < 4 or labels[members[0]] < 0:
+                continue
+            q1, q3 = np.percentile(sims[members], [25, 75])
+            fence = q1 - self.outlier_fence * (q3 - q1)
+            labels[members[sims[members] < fence]] = -1
+        return labels
+
+    # -- estimator ---------------------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, y: None = None) -> ThemeClusterer:
+        """Find themes in ``X`` ``(n, d)`` (rows are L2-normalised here if they are not already)."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"X must be a non-empty (n, d) array of embeddings; got shape {X.shape}")
+        if self.min_theme_size < 1:
+            raise ValueError(f"min_theme_size must be >= 1; got {self.min_theme_size}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or infinite values; drop or re-embed those rows")
+        norms = np.linalg.norm(X, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            X = _normalise(X)
+        n = X.shape[0]
+        rng = np.random.default_rng(self.seed)
+        log.info("theme discovery on %d items started", n)
+
+        if n < 2 * self.min_theme_size:
+            labels = np.zeros(n, dtype=np.int64)  # too few items to split into two themes
+        else:
+            sampled = n > self.max_hierarchy_size
+            rows = np.sort(rng.choice(n, self.max_hierarchy_size, replace=False)) if sampled else None
+            sample = X[rows] if sampled else X
+            sample_labels = self._discover(_smooth(sample, self.n_neighbors), rng)
+            if sampled:
+                centroids, _ = self._centroids(sample, sample_labels, int(sample_labels.max()) + 1)
+                labels, _ = assign_to_centroids(X, centroids)
+                for _ in range(2):  # Lloyd passes on all items settle the sampled centroids
+                    centroids, _ = self._centroids(X, labels, centroids.shape[0])
+                    labels, _ = assign_to_centroids(X, centroids)
+            else:
+                labels = sample_labels
+        # dissolve themes below the minimum size into their nearest surviving neighbour
+        k = int(labels.max()) + 1
+        sums, counts = _cluster_sums(X, labels, k)
+        big = counts >= self.min_theme_size
+        if not big.any():
+            big[np.argmax(counts)] = True
+        centroids = _normalise(sums[big].astype(np.float32))
+        renumber = np.full(k, -1, dtype=np.int64)
+        renumber[big] = np.arange(int(big.sum()))
+        labels = renumber[labels]
+        orphans = np.flatnonzero(labels < 0)
+        if orphans.size:
+            labels[orphans] = assign_to_centroids(X[orphans], centroids)[0]
+        sims = np.empty(n, dtype=np.float32)
+        for start in range(0, n, _BLOCK):
+            block = slice(start, start + _BLOCK)
+            sims[block] = np.einsum("ij,ij->i", X[block], centroids[labels[block]])
+        self.centroids_ = centroids
+        self.labels_ = self._mark_outliers(labels, sims)
+        self.similarities_ = sims
+        self.n_themes_ = int(centroids.shape[0])
+        self.unassigned_share_ = float(np.mean(self.labels_ == -1))
+        log.info("theme discovery done: %d themes, %.1f%% unassigned", self.n_themes_,
+                 100 * self.unassigned_share_)
+        return self
+
+    def predict(self, X: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+        """Nearest learned theme for new rows ``(n, d)``; ``-1`` below ``threshold``. Returns ``(n,)``."""
+        check_is_fitted(self, "centroids_")
+        return assign_to_centroids(_normalise(np.asarray(X, dtype=np.float32)), self.centroids_,
+                                   threshold)[0]

@@ -1,0 +1,93 @@
+"""Vectors per (content hash, model) in the `embedding` table: a text is embedded once per model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import session_scope
+from models.tables import Embedding, Feedback
+from pipeline.embedding import Embedder
+
+log = logging.getLogger(__name__)
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+def from_bytes(blob: bytes, dim: int | None = None) -> np.ndarray:
+    vec = np.frombuffer(blob, dtype=np.float32)
+    if dim is not None and vec.shape[0] != dim:
+        raise ValueError(f"stored vector has {vec.shape[0]} dimensions, expected {dim}")
+    return vec
+
+
+def missing_hashes(session: Session, model: str) -> list[tuple[str, str]]:
+    """(content hash, text) of feedback whose text has no vector for ``model`` yet, in a stable order."""
+    rows = session.execute(
+        select(Feedback.content_hash, Feedback.text)
+        .outerjoin(Embedding, (Embedding.content_hash == Feedback.content_hash) & (Embedding.model == model))
+        .where(Embedding.content_hash.is_(None))
+        .order_by(Feedback.content_hash)
+    ).tuples()
+    seen: dict[str, str] = {}
+    for content_hash, text in rows:
+        seen.setdefault(content_hash, text)
+    return list(seen.items())
+
+
+def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_size: int = 512,
+                  progress: Callable[[int], None] | None = None) -> int:
+    """Embed every stored text that has no vector for this model; each batch commits on its own.
+
+    A crash loses at most the batch in flight; the next call carries on where it stopped.
+
+    Returns:
+        Number of texts embedded.
+    """
+    with factory() as session:
+        todo = missing_hashes(session, embedder.name)
+    done = 0
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        vectors = embedder.encode([text for _, text in batch])
+        with session_scope(factory) as session:
+            session.add_all(
+                Embedding(content_hash=h, model=embedder.name, dim=int(vectors.shape[1]), vector=to_bytes(v))
+                for (h, _), v in zip(batch, vectors, strict=True)
+            )
+        done += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    if done:
+        log.info("embedded %d new texts with %s", done, embedder.name)
+    return done
+
+
+def load_vectors(session: Session, model: str, hashes: Sequence[str]) -> np.ndarray:
+    """Vectors for ``hashes`` in that order.
+
+    Returns:
+        ``(len(hashes), dim)`` float32.
+
+    Raises:
+        KeyError: a hash has no stored vector for ``model``.
+    """
+    wanted = set(hashes)
+    found: dict[str, bytes] = {}
+    for content_hash, blob in session.execute(
+        select(Embedding.content_hash, Embedding.vector).where(Embedding.model == model)
+    ).tuples():
+        if content_hash in wanted:
+            found[content_hash] = blob
+    missing = wanted - found.keys()
+    if missing:
+        raise KeyError(f"{len(missing)} texts have no {model} vector yet; run the embedding step first")
+    if not hashes:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([from_bytes(found[h]) for h in hashes])

@@ -1,0 +1,175 @@
+"""The analysis run on a real database: themes keep their identity and human curation survives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from ingest.demo import generate_demo
+from ingest.demo_loader import load_demo
+from models.settings import Settings
+from models.tables import AnalysisRun, Feedback, Opportunity, Theme, ThemeAssignment, ThemeEvent, ThemeStat
+from pipeline.analysis import Analyzer
+from pipeline.embedding import HashingEmbedder
+
+NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def demo(sessions):
+    data = generate_demo(weeks=10, accounts=40, seed=3, now=NOW)
+    return data
+
+
+class MemoEmbedder:
+    """The real model, each text encoded once per test session."""
+
+    def __init__(self) -> None:
+        from pipeline.embedding import SentenceEmbedder
+
+        self.inner = SentenceEmbedder()
+        self.memo: dict[str, np.ndarray] = {}
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def encode(self, texts):
+        todo = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if todo:
+            self.memo.update(zip(todo, self.inner.encode(todo), strict=True))
+        return np.stack([self.memo[t] for t in texts]) if texts else self.inner.encode([])
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> MemoEmbedder:
+    return MemoEmbedder()
+
+
+def analyzer(sessions, settings: Settings, embedder=None) -> Analyzer:
+    return Analyzer(sessions, settings, embedder or HashingEmbedder(128))
+
+
+def assignments(sessions) -> dict[int, int]:
+    with sessions() as s:
+        return dict(s.execute(select(ThemeAssignment.feedback_id, ThemeAssignment.theme_id)).tuples().all())
+
+
+def themes(sessions) -> dict[int, tuple[str, str]]:
+    with sessions() as s:
+        return {t.id: (t.label, t.status) for t in s.scalars(select(Theme))}
+
+
+def test_first_run_builds_themes_scores_and_stats(sessions, settings, demo) -> None:
+    load_demo(sessions, demo)
+    summary = analyzer(sessions, settings).run(now=NOW)
+    assert summary.kind == "full"
+    assert summary.items == len({r.external_id for _, r in demo.items})
+    assert summary.themes >= 5
+    assert summary.unassigned_share <= 0.25
+    with sessions() as s:
+        assert s.scalar(select(AnalysisRun.status).where(AnalysisRun.id == summary.run_id)) == "succeeded"
+        assert s.scalar(select(func.count()).select_from(Opportunity)) > 0
+        assert s.scalar(select(func.count()).select_from(ThemeStat)) > 0
+        assert s.scalar(select(func.count()).select_from(Feedback).where(Feedback.needs_analysis)) == 0
+        assert s.scalar(select(func.count()).select_from(ThemeEvent).where(ThemeEvent.kind == "born")) == summary.themes
+        labelled = s.scalars(select(Theme).where(Theme.status == "active")).all()
+        assert all(t.label and t.keywords and 1 <= len(t.quotes) <= 5 for t in labelled)
+
+
+def test_full_rerun_on_same_data_keeps_ids_and_labels(sessions, settings, demo) -> None:
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    before_assign, before_themes = assignments(sessions), themes(sessions)
+    analyzer(sessions, settings).run(full=True, now=NOW)
+    assert assignments(sessions) == before_assign
+    assert themes(sessions) == before_themes
+
+
+@pytest.mark.slow
+def test_ten_percent_new_items_keep_old_items_theme_ids(sessions, settings, demo, real_embedder) -> None:
+    items = list(demo.items)
+    cut = int(len(items) / 1.1)
+    demo.items = items[:cut]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings, real_embedder).run(now=NOW)
+    before = assignments(sessions)
+    demo.items = items
+    load_demo(sessions, demo)
+    analyzer(sessions, settings, real_embedder).run(full=True, now=NOW)
+    after = assignments(sessions)
+    kept = sum(1 for fid, tid in before.items() if after.get(fid) == tid)
+    assert kept / len(before) >= 0.90
+
+
+def test_incremental_run_assigns_new_items_without_reclustering(sessions, settings, demo) -> None:
+    items = list(demo.items)
+    demo.items = items[:-50]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    before = assignments(sessions)
+    demo.items = items
+    load_demo(sessions, demo)
+    summary = analyzer(sessions, settings).run(now=NOW)
+    assert summary.kind == "incremental" and summary.embedded > 0
+    after = assignments(sessions)
+    assert all(after.get(fid) == tid for fid, tid in before.items())
+    assert len(after) > len(before)
+
+
+def test_curation_survives_full_reclustering(sessions, settings, demo) -> None:
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    with sessions.begin() as s:
+        active = s.scalars(select(Theme).where(Theme.status == "active").order_by(Theme.size.desc())).all()
+        renamed, target, archived = active[0], active[1], active[2]
+        renamed.label_override = "Single sign-on for enterprise"
+        archived.status = "archived"
+        moved = s.scalars(select(ThemeAssignment).where(ThemeAssignment.theme_id == renamed.id)).first()
+        moved.theme_id, moved.pinned, moved.method = target.id, True, "manual"
+        ids = renamed.id, target.id, archived.id, moved.feedback_id
+    analyzer(sessions, settings).run(full=True, now=NOW)
+    renamed_id, target_id, archived_id, moved_id = ids
+    with sessions() as s:
+        assert s.get(Theme, renamed_id).label_override == "Single sign-on for enterprise"
+        assert s.get(Theme, renamed_id).status == "active"
+        assert s.get(Theme, archived_id).status == "archived"
+        pin = s.get(ThemeAssignment, moved_id)
+        assert pin.theme_id == target_id and pin.pinned
+
+
+def test_crash_mid_run_then_rerun_equals_clean_run(sessions, settings, demo, monkeypatch) -> None:
+    load_demo(sessions, demo)
+    crashing = analyzer(sessions, settings)
+
+    def boom(*_a, **_k):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(crashing, "_label", boom)
+    with pytest.raises(RuntimeError):
+        crashing.run(now=NOW)
+    with sessions() as s:
+        assert s.scalar(select(AnalysisRun.status)) == "failed"
+    analyzer(sessions, settings).run(full=True, now=NOW)
+    crashed_then_rerun = (assignments(sessions), themes(sessions))
+    # A clean database with one clean run gives the same themes.
+    with sessions.begin() as s:
+        for table in (ThemeAssignment, ThemeEvent, ThemeStat, Opportunity):
+            s.execute(table.__table__.delete())
+        s.execute(Theme.__table__.delete())
+    analyzer(sessions, settings).run(full=True, now=NOW)
+    clean_assign, clean_themes = assignments(sessions), themes(sessions)
+    assert list(clean_assign.values()).__len__() == len(crashed_then_rerun[0])
+    # Ids differ after the wipe; compare partitions and labels instead.
+    def partition(assign: dict[int, int]) -> set[frozenset[int]]:
+        groups: dict[int, set[int]] = {}
+        for fid, tid in assign.items():
+            groups.setdefault(tid, set()).add(fid)
+        return {frozenset(g) for g in groups.values()}
+
+    assert partition(clean_assign) == partition(crashed_then_rerun[0])
+    assert sorted(label for label, _ in clean_themes.values()) == sorted(
+        label for label, _ in crashed_then_rerun[1].values())

@@ -1,0 +1,117 @@
+"""Theme discovery on synthetic blobs on the unit sphere (no model, fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from pipeline.clustering import ThemeClusterer, assign_to_centroids, cosine_silhouette
+
+
+def sphere_blobs(n: int = 600, centers: int = 8, dim: int = 32, spread: float = 0.25,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centers, dim))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    X, y = make_blobs(n_samples=n, centers=means, cluster_std=spread / np.sqrt(dim), random_state=seed)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y
+
+
+def test_finds_about_the_right_number_of_themes() -> None:
+    X, y = sphere_blobs()
+    model = ThemeClusterer().fit(X)
+    assert model.fit(X) is model
+    assert 7 <= model.n_themes_ <= 9
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+    assert model.centroids_.shape == (model.n_themes_, X.shape[1])
+    assert model.centroids_.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(model.centroids_, axis=1), 1.0, atol=1e-5)
+    assert model.labels_.shape == (X.shape[0],)
+    assert model.unassigned_share_ <= 0.1
+
+
+def test_deterministic_for_a_seed() -> None:
+    X, _ = sphere_blobs(seed=3)
+    first = ThemeClusterer(seed=7).fit(X)
+    second = ThemeClusterer(seed=7).fit(X)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_array_equal(first.centroids_, second.centroids_)
+
+
+def test_sampled_path_is_deterministic_and_accurate() -> None:
+    X, y = sphere_blobs(n=1500, centers=6, seed=5)
+    first = ThemeClusterer(max_hierarchy_size=400).fit(X)
+    second = ThemeClusterer(max_hierarchy_size=400).fit(X)
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    assert 5 <= first.n_themes_ <= 7
+    assert adjusted_rand_score(y, first.labels_) > 0.85
+
+
+def test_outliers_are_left_unassigned() -> None:
+    X, _ = sphere_blobs(n=600, centers=6, spread=0.15)
+    noise = np.random.default_rng(1).standard_normal((12, X.shape[1])).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    model = ThemeClusterer().fit(np.vstack([X, noise]))
+    assert np.mean(model.labels_[-12:] == -1) >= 0.75
+    assert np.mean(model.labels_[:-12] == -1) < 0.05
+    assert model.unassigned_share_ <= 0.1
+
+
+def test_works_at_fifty_items() -> None:
+    X, y = sphere_blobs(n=50, centers=3, seed=2)
+    model = ThemeClusterer().fit(X)
+    assert 2 <= model.n_themes_ <= 4
+    assert adjusted_rand_score(y, model.labels_) > 0.8
+
+
+def test_tiny_input_is_one_theme() -> None:
+    X, _ = sphere_blobs(n=6, centers=2)
+    model = ThemeClusterer().fit(X)
+    assert model.n_themes_ == 1
+    assert set(model.labels_.tolist()) <= {0, -1}
+
+
+def test_unnormalised_input_is_normalised() -> None:
+    X, y = sphere_blobs()
+    model = ThemeClusterer().fit(X * 3.0)
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
+def test_bad_input_says_what_to_fix() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        ThemeClusterer().fit(np.zeros((0, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        ThemeClusterer().fit(np.full((10, 4), np.nan, dtype=np.float32))
+
+
+def test_assign_to_centroids_threshold() -> None:
+    centroids = np.eye(3, dtype=np.float32)
+    X = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+    labels, sims = assign_to_centroids(X, centroids, threshold=0.9)
+    np.testing.assert_array_equal(labels, [0, -1, 2])
+    np.testing.assert_allclose(sims, [1.0, 0.8, 1.0], atol=1e-6)
+    labels, _ = assign_to_centroids(X, centroids, threshold=0.5)
+    np.testing.assert_array_equal(labels, [0, 1, 2])
+
+
+def test_assign_to_no_centroids_leaves_everything_unassigned() -> None:
+    labels, sims = assign_to_centroids(np.ones((4, 3), dtype=np.float32), np.zeros((0, 3), dtype=np.float32))
+    assert (labels == -1).all()
+    assert sims.shape == (4,)
+
+
+def test_predict_uses_learned_centroids() -> None:
+    X, _ = sphere_blobs()
+    model = ThemeClusterer().fit(X)
+    assigned = model.labels_ >= 0
+    np.testing.assert_array_equal(model.predict(X)[assigned], model.labels_[assigned])
+
+
+def test_cosine_silhouette_matches_sklearn() -> None:
+    from sklearn.metrics import silhouette_score
+
+    X, y = sphere_blobs(n=200, centers=4)
+    assert cosine_silhouette(X, y) == pytest.approx(silhouette_score(X, y, metric="cosine"), abs=1e-5)
