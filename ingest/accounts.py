@@ -13,11 +13,11 @@ from ingest.records import LIFECYCLES, AccountRecord, AccountRef
 from models.tables import Account
 
 # Domains of personal mailboxes say nothing about the customer behind them.
-FREE_MAIL_DOMAINS = frozenset(
-    "gmail.com googlemail.com yahoo.com yahoo.co.uk hotmail.com outlook.com live.com msn.com aol.com "
-    "icloud.com me.com mac.com proton.me protonmail.com gmx.de gmx.net web.de mail.ru yandex.ru qq.com "
-    "163.com orange.fr free.fr laposte.net".split()
-)
+FREE_MAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "hotmail.com", "outlook.com", "live.com",
+    "msn.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me", "protonmail.com", "gmx.de",
+    "gmx.net", "web.de", "mail.ru", "yandex.ru", "qq.com", "163.com", "orange.fr", "free.fr", "laposte.net",
+})
 _LEGAL_SUFFIX = re.compile(
     r"\b(inc|incorporated|llc|ltd|limited|gmbh|ag|sa|sas|bv|plc|corp|corporation|co|company|pty)\b\.?$"
 )
