@@ -34,6 +34,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(GS) db upgrade
 	$(GS) demo load
+	$(GS) analyze
 	$(GS) serve --host 127.0.0.1 --port 8000
 
 lint: install-dev

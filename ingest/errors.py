@@ -4,10 +4,20 @@ from __future__ import annotations
 
 
 class IngestError(Exception):
-    """Base of every ingest failure."""
+    """Base of every ingest failure.
 
-    def __init__(self, message: str, *, source: str | None = None) -> None:
+    Args:
+        message: what went wrong and, where possible, how to fix it. Never contains a secret.
+        source: name of the source concerned.
+        request: ``"METHOD url"`` of the HTTP request concerned (no query secrets, no headers).
+        status_code: HTTP status of the vendor's answer, when there was one.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, request: str | None = None,
+                 status_code: int | None = None) -> None:
         self.source = source
+        self.request = request
+        self.status_code = status_code
         super().__init__(f"{source}: {message}" if source else message)
 
 

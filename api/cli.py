@@ -1,0 +1,196 @@
+"""The `groundswell` command line. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.db import engine_from_settings, make_session_factory
+from models.settings import Settings
+
+app = typer.Typer(
+    name="groundswell",
+    help="Groundswell: customer feedback in, ranked product opportunities out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Runtime:
+    """What every command needs, built once from the settings."""
+
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return engine_from_settings(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_session_factory(self.engine)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Exit non-zero with a one-line reason on stderr."""
+    err_console.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def runtime(ctx: typer.Context) -> Runtime:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Runtime)
+    return obj
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False) + "\n")
+
+
+def summary_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    if rows:
+        for column in rows[0]:
+            table.add_column(str(column), justify="right" if isinstance(rows[0][column], int | float) else "left")
+        for row in rows:
+            table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+    return table
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=False, disable=not err_console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's ValidationError names the setting at fault
+        fail(f"invalid settings: {exc}".replace("\n", " "))
+    ctx.obj = Runtime(settings)
+
+
+# -- db --------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Create or migrate every table (Alembic)."""
+    from models import migrate
+
+    rt = runtime(ctx)
+    try:
+        migrate.upgrade(rt.engine, revision)
+    except Exception as exc:
+        fail(f"migration failed on {rt.engine.url.render_as_string(hide_password=True)}: {exc}")
+    console.print(f"database at revision {migrate.current_revision(rt.engine)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(ctx: typer.Context, revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
+    """Undo migrations down to REVISION."""
+    from models import migrate
+
+    rt = runtime(ctx)
+    migrate.downgrade(rt.engine, revision)
+    console.print(f"database at revision {migrate.current_revision(rt.engine)}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Print the schema revision of the database."""
+    from models import migrate
+
+    console.print(migrate.current_revision(runtime(ctx).engine) or "empty")
+
+
+# -- demo ------------------------------------------------------------------------------------
+@demo_app.command("load")
+def demo_load(
+    ctx: typer.Context,
+    weeks: int = typer.Option(16, min=4, max=260, help="Weeks of history ending now."),
+    accounts: int = typer.Option(150, min=10, max=100_000, help="Number of accounts."),
+    seed: int = typer.Option(7, help="Random seed; the same seed gives the same data."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Load generated demo feedback (tickets, chats, call notes, field notes) and accounts."""
+    from ingest.demo import generate_demo
+    from ingest.demo_loader import load_demo
+    from models import migrate
+
+    rt = runtime(ctx)
+    migrate.upgrade(rt.engine)
+    data = generate_demo(weeks=weeks, accounts=accounts, seed=seed)
+    with progress_bar("loading demo feedback", len(data.items)) as advance:
+        results = load_demo(rt.sessions, data, redact_pii=rt.settings.redact_pii, progress=advance)
+    rows = [{"source": name, **stats.as_dict()} for name, stats in results.items()]
+    if as_json:
+        print_json(rows)
+    else:
+        console.print(summary_table(f"demo data: {len(data.accounts)} accounts", rows))
+
+
+# -- serve -----------------------------------------------------------------------------------
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve the API and the web pages."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(runtime(ctx).settings), host=host, port=port, log_level="info")
+
+
+def _register_extensions() -> None:
+    """Commands of later stages live in their own modules and register themselves here."""
+    import importlib
+
+    for module in ("api.cli_ingest", "api.cli_analysis", "api.cli_keys", "api.cli_reports"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_extensions()
