@@ -10,7 +10,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ingest.records import LIFECYCLES, AccountRecord, AccountRef
-from models.tables import Account
+from models.tables import Account, utcnow
+
+
+def insert_for(session: Session):  # type: ignore[no-untyped-def]
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = session.get_bind().dialect.name
+    if name not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"database backend {name!r} is not supported (use SQLite or PostgreSQL)")
+    return sqlite.insert if name == "sqlite" else postgresql.insert
 
 # Domains of personal mailboxes say nothing about the customer behind them.
 FREE_MAIL_DOMAINS = frozenset({
@@ -104,12 +113,21 @@ class AccountResolver:
         if not name:
             return None
         ext = {ref.system: str(ref.external_id)} if ref.external_id and ref.system else {}
-        account = Account(name=name[:300], name_key=name_key(name)[:300], domain=domain, external_ids=ext)
-        self.session.add(account)
-        self.session.flush()
-        self.created += 1
-        self._remember(account.id, account.name_key, domain, ext)
-        return account.id
+        key = name_key(name)[:300]
+        # Insert-or-ignore on the unique name key: two writers meeting the same new account at once
+        # (concurrent field notes, parallel syncs) both end up with the one row.
+        table = Account.__table__
+        insert = insert_for(self.session)(table).values(
+            name=name[:300], name_key=key, domain=domain, external_ids=ext, arr=0.0, open_pipeline=0.0,
+            lifecycle="unknown", created_at=utcnow(), updated_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=[table.c.name_key]).returning(table.c.id)
+        acc_id = self.session.execute(insert).scalar()
+        if acc_id is None:
+            acc_id = self.session.execute(select(Account.id).where(Account.name_key == key)).scalar_one()
+        else:
+            self.created += 1
+        self._remember(acc_id, key, domain, ext)
+        return int(acc_id)
 
     def upsert(self, record: AccountRecord, system: str | None = None) -> int:
         """Create or enrich an account from CRM facts; fields left None keep their stored value."""

@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ingest.accounts import insert_for
 from ingest.errors import InvalidRecord
 from ingest.records import AccountRef, FeedbackRecord
-from ingest.upsert import FeedbackWriter, _insert_for
+from ingest.upsert import FeedbackWriter
 from models.tables import Feedback, Source, utcnow
 
 SOURCE_NAME = "field-notes"
@@ -30,7 +31,7 @@ def field_note_source(session: Session) -> Source:
     if source is not None:
         return source
     table = Source.__table__
-    stmt = _insert_for(session)(table).values(
+    stmt = insert_for(session)(table).values(
         name=SOURCE_NAME, kind=SOURCE_KIND, config={}, enabled=True, created_at=utcnow(),
     ).on_conflict_do_nothing(index_elements=[table.c.name])
     session.execute(stmt)

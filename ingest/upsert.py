@@ -7,16 +7,16 @@ Connectors, the file loader, the demo generator and the field-note API all store
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ingest.accounts import AccountResolver
+from ingest.accounts import AccountResolver, insert_for
 from ingest.cleaning import clean_text, content_hash
 from ingest.records import FEEDBACK_KINDS, FeedbackRecord, Rejection, payload_text
 from models.tables import Feedback, RejectedRecord, Source, utcnow
@@ -58,15 +58,6 @@ class WriteStats:
         }
 
 
-def _insert_for(session: Session):  # type: ignore[no-untyped-def]
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        return sqlite.insert
-    if name == "postgresql":
-        return postgresql.insert
-    raise NotImplementedError(f"database backend {name!r} is not supported (use SQLite or PostgreSQL)")
-
-
 class FeedbackWriter:
     """Stores pages of records for one source.
 
@@ -86,13 +77,16 @@ class FeedbackWriter:
         self.store_raw_text = store_raw_text
         self.max_text_bytes = max_text_bytes
         self.accounts = AccountResolver(session)
-        self._insert = _insert_for(session)
+        self._insert = insert_for(session)
 
     # -- validation -------------------------------------------------------------------------
     def _row(self, rec: FeedbackRecord, now: dt.datetime) -> dict[str, Any] | Rejection:
         key = str(rec.external_id or "").strip()
         if not key:
-            return Rejection("(no id)", payload_text(_record_payload(rec)), "missing external id")
+            payload = payload_text(_record_payload(rec))
+            # Key on the content, so several id-less records in one page are all kept (and a re-read is not).
+            digest = hashlib.sha256(payload.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+            return Rejection(f"(no id):{digest}", payload, "missing external id")
         if len(key) > 255:
             return Rejection(key[:255], payload_text(_record_payload(rec)), "external id longer than 255 characters")
         if not isinstance(rec.text, str) or not rec.text.strip():

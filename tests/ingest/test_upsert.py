@@ -89,3 +89,23 @@ def test_accounts_matched_by_external_id_domain_and_name(sessions: sessionmaker[
     stored = rows(sessions)
     assert {stored[k].account_id for k in "123"} == {globex.id}
     assert stored["4"].account_id not in (None, globex.id) and stored["5"].account_id is None
+
+
+def test_records_without_id_are_each_kept_in_quarantine(sessions) -> None:
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from ingest.records import FeedbackRecord
+    from ingest.upsert import FeedbackWriter, get_or_create_source
+    from models.tables import RejectedRecord
+
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    records = [FeedbackRecord(external_id="", text=f"text {i}", occurred_at=when) for i in range(3)]
+    for _ in range(2):  # reading the same page again adds nothing
+        with sessions.begin() as session:
+            source = get_or_create_source(session, name="s", kind="file")
+            stats = FeedbackWriter(session, source).write(records)
+            assert stats.rejected == 3
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RejectedRecord)) == 3
