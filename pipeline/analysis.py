@@ -501,7 +501,9 @@ class Analyzer:
         s = self.settings
         with session_scope(self.factory) as session:
             items, accounts = self._frames(session)
+            # Replace, never add: a retried step (Prefect retries it) must leave one row per theme and segment.
             session.execute(delete(ThemeStat))
+            session.execute(delete(Opportunity).where(Opportunity.run_id == summary.run_id))
             if items.empty:
                 return
             weekly = weekly_theme_stats(items, accounts, now=now, tz=s.timezone)
