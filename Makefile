@@ -29,6 +29,12 @@ $(VENV)/.installed-dev: $(VENV)/.torch pyproject.toml
 
 install: $(VENV)/.installed
 
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	# BERTopic's dependencies must not move torch, numpy or scikit-learn under the product.
+	$(PIP) freeze | grep -iE '^(torch|numpy|scipy|scikit-learn)==' > $(VENV)/bench-constraints.txt
+	$(PIP) install -q -c $(VENV)/bench-constraints.txt -e '.[dev,bench]'
+	touch $@
+
 install-dev: $(VENV)/.installed-dev
 
 run: install
@@ -43,8 +49,8 @@ lint: install-dev
 test: install-dev lint
 	$(PY) -m pytest
 
-bench: install-dev
-	$(PY) -m benchmarks
+bench: $(VENV)/.installed-bench
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
