@@ -2,31 +2,215 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from models.db import engine_from_settings, make_session_factory
+from api.errors import ApiError, TooManyRequests
+from api.jobs import JobRunner, ThreadJobRunner
+from api.search_index import VectorIndex
+from api.security import RateLimiter
+from models.db import engine_from_settings, make_read_session_factory, make_session_factory
 from models.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+PROBLEM_JSON = "application/problem+json"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def problem(status: int, title: str, detail: str, *, field: str | None = None,
+            errors: Sequence[dict[str, Any]] = (), headers: dict[str, str] | None = None) -> JSONResponse:
+    """An RFC 9457 problem-details response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    if errors:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _loc_path(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+class BodySizeLimit:
+    """Answers 413 when a request body exceeds ``max_bytes``, whether announced by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if b"%00" in scope.get("query_string", b""):
+            # No database stores NUL in text; say so here rather than fail deep in a query.
+            await self._reject(scope, receive, send, 422, "Invalid input",
+                               "query parameters must not contain NUL characters", field="query")
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body at all (a GET, say)
+            return
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_bytes
+            except ValueError:
+                await self._reject(scope, receive, send, 400, "Bad request", "Content-Length is not a number")
+                return
+            if too_big:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length announced (chunked): read the body here, within the limit, then replay it.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._reject(scope, receive, send, 413, "Request body too large",
+                           f"the body is over the limit of {self.max_bytes} bytes")
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int, title: str,
+                      detail: str, field: str = "body") -> None:
+        await problem(status, title, detail, field=field)(scope, receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """Hand out ``messages`` first, then defer to the server (which reports a disconnect when it happens)."""
+    queue = list(messages)
+
+    async def replay() -> Message:
+        if queue:
+            return queue.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _loc_path(e.get("loc", ())), "message": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem(422, "Malformed JSON", "the request body is not valid JSON", field="body", errors=errors)
+        first = errors[0] if errors else {"field": None, "message": "invalid request"}
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem(422, "Invalid input", detail or str(first["message"]), field=first["field"], errors=errors)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return problem(exc.status, exc.title, exc.detail, field=exc.field, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
+        return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
+                       headers=dict(exc.headers or {}))
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+        log.info("integrity error: %s", exc.orig)
+        return problem(409, "Conflict", "the change conflicts with stored data (a duplicate or a missing row)")
+
+    @app.exception_handler(DataError)
+    async def data_error(_request: Request, exc: DataError) -> JSONResponse:
+        log.info("value refused by the database: %s", exc.orig)
+        return problem(422, "Invalid input", "a value is out of range or malformed for the database")
+
+    @app.exception_handler(OperationalError)
+    async def operational_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig)
+        return problem(503, "Service unavailable", "the database is busy or unreachable; retry shortly",
+                       headers={"Retry-After": "1"})
+
+
+def default_embedder(settings: Settings) -> Any:
+    from pipeline.embedding import SentenceEmbedder
+
+    return SentenceEmbedder(settings.embedding_model, device=settings.embedding_device,
+                            batch_size=settings.embedding_batch_size, threads=settings.torch_threads)
+
+
+def create_app(settings: Settings | None = None, *, embedder: Any = None, job_runner: JobRunner | None = None,
+               note_rate: tuple[float, int] = (2.0, 30), login_rate: tuple[float, int] = (0.2, 10)) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: the settings; read from the environment when None.
+        embedder: the query embedder of search; the configured sentence-transformers model when None.
+        job_runner: runs sync, analysis and report jobs; a thread per job when None.
+        note_rate: (notes per second, burst) allowed per API key for field notes.
+        login_rate: (attempts per second, burst) allowed per client address on the login page.
+    """
+    settings = settings or Settings()  # type: ignore[call-arg]  # read from the environment
     engine = engine_from_settings(settings)
     sessions = make_session_factory(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         engine.dispose()
 
-    app = FastAPI(title="Groundswell", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="Groundswell", version="0.1.0", lifespan=lifespan,
+        description="Customer feedback in, ranked product opportunities out. Authenticate with "
+        "`Authorization: Bearer <API key>`; errors are RFC 9457 problem details naming the field at fault.",
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    app.state.read_sessions = make_read_session_factory(engine)
+    app.state.embedder = embedder if embedder is not None else default_embedder(settings)
+    app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
+    app.state.vector_index = VectorIndex()
+    app.state.note_limiter = RateLimiter(rate=note_rate[0], burst=note_rate[1])
+    app.state.login_limiter = RateLimiter(rate=login_rate[0], burst=login_rate[1])
+
+    _install_error_handlers(app)
+
+    from api import pages
+    from api.routes import accounts, feedback, keys, opportunities, reports, runs, search, sources, themes
+
+    for module in (feedback, themes, opportunities, search, reports, sources, runs, keys, accounts):
+        app.include_router(module.router, prefix="/v1")
+    app.include_router(pages.router)
+    pages.install(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
@@ -44,8 +228,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         try:
-            from pathlib import Path
-
             from pipeline.embedding import resolve_model_path
 
             path = resolve_model_path(settings.embedding_model)
@@ -56,4 +238,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503)
 
+    # Outermost first: the size limit sees the raw request before anything reads the body.
+    secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)
+    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="gs_session", same_site="lax",
+                       https_only=settings.public_url.startswith("https://"), max_age=12 * 3600)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

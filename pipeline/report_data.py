@@ -111,7 +111,7 @@ def week_window(week: str, tz: str) -> tuple[dt.datetime, dt.datetime]:
 
 # -- loading ------------------------------------------------------------------------------------------------
 def latest_run_id(session: Session) -> int | None:
-    """The last analysis that finished; its opportunities are the current ones (as in ``api.read_models``)."""
+    """The last analysis that finished; its opportunities are the current ones (as in ``api.queries``)."""
     return session.scalar(
         select(AnalysisRun.id)
         .where(AnalysisRun.kind.in_(("full", "incremental")), AnalysisRun.status == "succeeded")

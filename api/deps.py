@@ -1,0 +1,191 @@
+"""Dependencies shared by the routers: database session, settings, and who is calling with which role."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi.routing import APIRoute
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from api.schemas import MAX_ID
+from api.security import ROLES, hash_key, same_hash
+from models.db import session_scope
+from models.settings import Settings
+from models.tables import ApiKey, utcnow
+
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+# last_used_at is informative only; writing it on every request would turn each read into a write.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=5)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request: committed when the route returns normally, rolled back on error."""
+    # Safe methods read only: on SQLite their sessions do not queue behind writers for the write lock.
+    factory = request.app.state.read_sessions if request.method in ("GET", "HEAD") else request.app.state.sessions
+    session: Session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+# scope="function": the commit happens before the response is sent, so a 201 means stored.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: the API key it authenticated with."""
+
+    key_id: int
+    name: str
+    role: str
+    last_used_at: dt.datetime | None = None
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def principal_for_key(session: Session, secret: str) -> Principal | None:
+    """The live key whose hash matches ``secret``, or None."""
+    digest = hash_key(secret)
+    row = session.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash, ApiKey.last_used_at)
+        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    ).first()
+    if row is None or not same_hash(row.key_hash, digest):
+        return None
+    return Principal(key_id=row.id, name=row.name, role=row.role, last_used_at=row.last_used_at)
+
+
+def principal_for_id(session: Session, key_id: Any) -> Principal | None:
+    """The live key with this id (page sessions store it), or None once revoked."""
+    if not isinstance(key_id, int):
+        return None
+    row = session.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.last_used_at)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    ).first()
+    return None if row is None else Principal(key_id=row.id, name=row.name, role=row.role,
+                                              last_used_at=row.last_used_at)
+
+
+def get_principal(request: Request) -> Principal:
+    """Authenticate ``Authorization: Bearer KEY``; the web pages' session cookie also works for safe methods.
+
+    The cookie is refused for writes so that the JSON API needs no CSRF token: a page's forms post to
+    the page routes, which check one.
+
+    The key is looked up in its own short transaction, not the route's session: holding a connection (and on
+    SQLite the database lock) across FastAPI's threadpool hops deadlocks once every worker thread waits.
+    """
+    with session_scope(request.app.state.read_sessions) as session:
+        principal = _authenticate(request, session)
+    now = utcnow()
+    if principal.last_used_at is None or now - principal.last_used_at > LAST_USED_RESOLUTION:
+        with session_scope(request.app.state.sessions) as session:
+            session.execute(update(ApiKey).where(ApiKey.id == principal.key_id).values(last_used_at=now))
+    return principal
+
+
+def _authenticate(request: Request, session: Session) -> Principal:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise _unauthorized("use the header 'Authorization: Bearer <API key>'")
+        principal = principal_for_key(session, secret.strip())
+        if principal is None:
+            raise _unauthorized("unknown or revoked API key")
+        return principal
+    if request.method in ("GET", "HEAD") and "session" in request.scope:
+        principal = principal_for_id(session, request.session.get("key_id"))
+        if principal is not None:
+            return principal
+    raise _unauthorized("missing API key: send 'Authorization: Bearer <API key>'")
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(*roles: str) -> Callable[..., Principal]:
+    """A dependency admitting keys of ``roles``; admin is always admitted. 401 without a key, 403 otherwise."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
+    allowed = frozenset(roles) | {"admin"}
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(
+                status_code=403,
+                detail=f"a key with role {principal.role!r} may not do this; it needs one of "
+                f"{', '.join(sorted(allowed))}",
+            )
+        return principal
+
+    dependency.allowed_roles = allowed  # type: ignore[attr-defined]  # read by the route audit test
+    dependency.__name__ = f"require_role_{'_'.join(sorted(allowed))}"
+    return dependency
+
+
+READERS = ("pm",)  # read everything; sales reads themes and opportunities explicitly
+ReaderDep = Annotated[Principal, Depends(require_role("pm"))]
+ThemeReaderDep = Annotated[Principal, Depends(require_role("pm", "sales"))]
+CuratorDep = Annotated[Principal, Depends(require_role("pm"))]
+NoteWriterDep = Annotated[Principal, Depends(require_role("sales", "pm"))]
+IngestDep = Annotated[Principal, Depends(require_role("ingest"))]
+AdminDep = Annotated[Principal, Depends(require_role("admin"))]
+
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Row id.")]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+
+class TransactionalRoute(APIRoute):
+    """Commits (or rolls back) the route's session inside the endpoint's own worker thread.
+
+    A sync generator dependency would commit in a later threadpool hop; while it waits for a free worker it
+    still holds its connection (and on SQLite the database lock), which deadlocks under load once every
+    worker waits for that lock. Ending the transaction in the same hop releases the connection at once.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _transactional(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def _transactional(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        sessions = [v for v in kwargs.values() if isinstance(v, Session)]
+        try:
+            result = endpoint(*args, **kwargs)
+            for session in sessions:
+                session.commit()
+            return result
+        except BaseException:
+            for session in sessions:
+                session.rollback()
+            raise
+
+    return run
