@@ -6,10 +6,13 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
 2. **Smooth**: replace each sampled vector by the mean of its ``n_neighbors`` cosine neighbours. This
    denoises paraphrases toward their local mode and sharpens the cluster structure.
 3. **Ward tree** on the smoothed vectors, cut at a geometric grid of theme counts.
-4. **Choose k** by cosine silhouette, with a parsimony rule: the smallest k whose silhouette is within
-   ``k_tolerance`` (relative) of the best. Silhouette alone tends to over-split; this is the usual
-   "simplest model close to the best" choice and is not tuned to any dataset.
-5. **Refine** with Lloyd (k-means) iterations started from the cut's centroids.
+4. **Refine** each candidate cut with Lloyd (k-means) iterations started from the cut's centroids.
+5. **Choose k** by the cosine silhouette of each refined candidate on the *raw* (unsmoothed) rows, with a
+   parsimony rule: the smallest k whose silhouette is within ``k_tolerance`` (relative) of the best.
+   Scoring the partition that would be returned, on the data itself, avoids the bias of scoring the
+   smoothed rows, whose silhouette is inflated for clusters about ``n_neighbors`` in size. Silhouette
+   alone tends to over-split; parsimony is the usual "simplest model close to the best" choice and is
+   not tuned to any dataset.
 6. **Assign** every item to its nearest theme centroid (blocked, so 1M x 384 fits in memory), with a
    couple of Lloyd passes on all items when the discovery ran on a sample; themes smaller than
    ``min_theme_size`` are dissolved into their neighbours.
@@ -20,6 +23,7 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,10 +31,12 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 log = logging.getLogger(__name__)
 
+_N_CANDIDATES = 24  # theme counts tried, on a geometric grid
 _BLOCK = 16384  # rows per block in the dense products; bounds the n x k temporaries
 
 
@@ -133,7 +139,8 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
     Args:
         min_theme_size: smallest theme kept; smaller clusters are dissolved into their neighbours.
         n_neighbors: neighbours averaged when smoothing the discovery sample.
-        k_tolerance: relative silhouette slack; the smallest k within it of the best k is chosen.
+        k_tolerance: relative silhouette slack (scored on the raw rows); the smallest k within it of the
+            best k is chosen.
         outlier_fence: Tukey fence multiplier on each theme's similarity IQR; lower leaves more unassigned.
         max_hierarchy_size: at most this many items (sampled) build the tree that picks the themes.
         refine_iter: Lloyd iterations after the cut.
@@ -162,10 +169,15 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
 
     def _candidate_ks(self, n: int) -> np.ndarray:
         upper = max(2, n // max(self.min_theme_size, 1))
-        return np.unique(np.geomspace(2, upper, 24).round().astype(int))
+        return np.unique(np.geomspace(2, upper, _N_CANDIDATES).round().astype(int))
 
-    def _discover(self, Xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Labels ``(m,)`` for the smoothed discovery sample, with k chosen by silhouette parsimony."""
+    def _discover(self, sample: np.ndarray, Xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Labels ``(m,)`` for the discovery sample, with k chosen by silhouette parsimony.
+
+        The tree is built on the smoothed rows ``Xs``, but each candidate is refined first and then scored
+        on the raw rows ``sample``: smoothing pulls every row toward its ``n_neighbors`` nearest, which
+        inflates the silhouette of clusters about that size and so favours over-splitting.
+        """
         m = Xs.shape[0]
         ks = self._candidate_ks(m)
         # Euclidean distances of unit rows from one BLAS product (scipy's pdist is far slower here)
@@ -184,19 +196,27 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             k_real = int(cut.max()) + 1
             if k_real < 2 or k_real in cuts:
                 continue
-            cuts[k_real] = cut
-            scores[k_real] = cosine_silhouette(Xs, cut, rows)
+            labels = self._refine(Xs, cut, k_real)
+            cuts[k_real] = labels
+            scores[k_real] = cosine_silhouette(sample, labels, rows)
         if not cuts:
             return np.zeros(m, dtype=np.int64)
         best = max(scores.values())
         k = min(k for k, s in scores.items() if s >= best - self.k_tolerance * abs(best))
         log.info("theme count %d chosen (silhouette %.3f, best %.3f)", k, scores[k], best)
-        labels = cuts[k]
+        return cuts[k]
+
+    def _refine(self, Xs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+        """Lloyd iterations from the centroids of ``labels``; returns ``(m,)`` int64."""
         if self.refine_iter > 0:
             sums, _ = _cluster_sums(Xs, labels, k)
             init = _normalise(sums.astype(np.float32))
-            labels = KMeans(k, init=init, n_init=1, max_iter=self.refine_iter,
-                            random_state=self.seed).fit_predict(Xs)
+            with warnings.catch_warnings():
+                # fine candidates can hold exact duplicates after smoothing; an emptied cluster is harmless
+                # here (it scores as absent and is dissolved later), so sklearn's warning is only noise
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                labels = KMeans(k, init=init, n_init=1, max_iter=self.refine_iter,
+                                random_state=self.seed).fit_predict(Xs)
         return labels.astype(np.int64)
 
     def _centroids(self, X: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +260,7 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             sampled = n > self.max_hierarchy_size
             rows = np.sort(rng.choice(n, self.max_hierarchy_size, replace=False)) if sampled else None
             sample = X[rows] if sampled else X
-            sample_labels = self._discover(_smooth(sample, self.n_neighbors), rng)
+            sample_labels = self._discover(sample, _smooth(sample, self.n_neighbors), rng)
             if sampled:
                 centroids, _ = self._centroids(sample, sample_labels, int(sample_labels.max()) + 1)
                 labels, _ = assign_to_centroids(X, centroids)

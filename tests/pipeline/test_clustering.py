@@ -33,6 +33,31 @@ def test_finds_about_the_right_number_of_themes() -> None:
     assert model.unassigned_share_ <= 0.1
 
 
+def nested_blobs(themes: int = 4, subs: int = 4, size: int = 15, dim: int = 32, spread: float = 0.4,
+                 sub_spread: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each theme is a few tight sub-groups about ``n_neighbors`` in size (paraphrase families)."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((themes, dim))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    parts, y = [], []
+    for theme in range(themes):
+        for _ in range(subs):
+            centre = means[theme] + rng.standard_normal(dim) * spread / np.sqrt(dim)
+            parts.append(centre + rng.standard_normal((size, dim)) * sub_spread / np.sqrt(dim))
+            y += [theme] * size
+    X = np.vstack(parts)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), np.array(y)
+
+
+def test_sub_groups_of_smoothing_size_are_not_split_into_themes() -> None:
+    # smoothing over ~15 neighbours makes each sub-group look like a theme; k is scored on the raw rows
+    X, y = nested_blobs()
+    model = ThemeClusterer().fit(X)
+    assert 3 <= model.n_themes_ <= 5
+    assert adjusted_rand_score(y, model.labels_) > 0.9
+
+
 def test_deterministic_for_a_seed() -> None:
     X, _ = sphere_blobs(seed=3)
     first = ThemeClusterer(seed=7).fit(X)
