@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import engine_from_settings, make_session_factory
+from api.cli_common import Runtime, console, fail, print_json, progress_bar, runtime, summary_table
 from models.settings import Settings
 
 app = typer.Typer(
@@ -32,63 +20,6 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-@dataclass
-class Runtime:
-    """What every command needs, built once from the settings."""
-
-    settings: Settings
-
-    @cached_property
-    def engine(self) -> Engine:
-        return engine_from_settings(self.settings)
-
-    @cached_property
-    def sessions(self) -> sessionmaker[Session]:
-        return make_session_factory(self.engine)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Exit non-zero with a one-line reason on stderr."""
-    err_console.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(code)
-
-
-def runtime(ctx: typer.Context) -> Runtime:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Runtime)
-    return obj
-
-
-def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False) + "\n")
-
-
-def summary_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title)
-    if rows:
-        for column in rows[0]:
-            table.add_column(str(column), justify="right" if isinstance(rows[0][column], int | float) else "left")
-        for row in rows:
-            table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
-    return table
-
-
-@contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Any]:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=False, disable=not err_console.is_terminal,
-    )
-    with progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
-
 
 @app.callback()
 def main(
@@ -183,14 +114,8 @@ def _register_extensions() -> None:
     """Commands of later stages live in their own modules and register themselves here."""
     import importlib
 
-    for module in ("api.cli_ingest", "api.cli_analysis", "api.cli_keys", "api.cli_reports"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
+    for module in ("api.cli_ingest", "api.cli_analysis", "api.cli_keys", "api.cli_reports", "api.cli_schedule"):
+        importlib.import_module(module).register(app)
 
 
 _register_extensions()

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from api.cli import console, fail, print_json, runtime, summary_table
+from api.cli_common import console, fail, print_json, runtime, summary_table
 
 # `--status emerging` means new or emerging themes, strongest momentum first (DESIGN: new or significantly growing).
 TREND_GROUPS = {"emerging": ("new", "emerging")}

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from api.cli import console, fail, print_json, runtime, summary_table
+from api.cli_common import console, fail, print_json, runtime, summary_table
 from ingest.errors import ConfigError
 from ingest.registry import KINDS, validate_options
 from ingest.state import get_cursors

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from sqlalchemy import select
 
-from api.cli import console, fail, print_json, runtime, summary_table
+from api.cli_common import console, fail, print_json, runtime, summary_table
 from api.errors import NotFound
 from api.routes.keys import create_key, key_out, revoke_key
 from api.security import ROLES

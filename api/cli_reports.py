@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import console, fail, print_json, runtime
+from api.cli_common import console, fail, print_json, runtime
 
 
 def register(app: typer.Typer) -> None:

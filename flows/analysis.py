@@ -1,24 +1,108 @@
-"""The analysis flow: embed, signals, themes, scores — each a Prefect task over the same Analyzer steps."""
+"""The analysis flow: embed, signals, themes, scores — each a Prefect task over the same Analyzer steps.
+
+A run is incremental by default (new items join the nearest theme). The flow itself decides when a full
+re-clustering is due: when asked, when there is no theme yet, when the last successful full run is older than
+``full_recluster_days`` (weekly by default), or when the pool of items left unassigned since that run has
+reached ``recluster_pool_size``.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import engine_from_settings, make_session_factory
+from flows.embedding import run_embed_batches, task_runner_setting
+from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
+from models.tables import AnalysisRun, Feedback, Theme, ThemeAssignment, utcnow
 from pipeline.analysis import AnalysisSummary, Analyzer
 from pipeline.embedding import make_embedder
 
 
-def build_analyzer(settings: Settings) -> Analyzer:
-    """An Analyzer wired from settings: database, embedding model, thresholds."""
-    factory = make_session_factory(engine_from_settings(settings))
+def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer:
+    """An Analyzer wired from settings: database (``engine``, or one from settings), embedding model, thresholds."""
+    factory = make_session_factory(engine or engine_from_settings(settings))
     embedder = make_embedder(settings.embedding_model, device=settings.embedding_device,
                              batch_size=settings.embedding_batch_size, threads=settings.torch_threads)
     return Analyzer(factory, settings, embedder)
+
+
+@dataclass(frozen=True)
+class ReclusterDecision:
+    """Whether this run re-clusters everything, and why."""
+
+    full: bool
+    reason: str  # asked, no-themes, no-full-run, weekly, pool, incremental
+    last_full_at: dt.datetime | None
+    pool: int
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["last_full_at"] = self.last_full_at.isoformat() if self.last_full_at else None
+        return out
+
+
+def decide_recluster(session: Session, settings: Settings, *, asked: bool = False,
+                     now: dt.datetime | None = None) -> ReclusterDecision:
+    """Full re-clustering or incremental run, from the runs and assignments on record.
+
+    The pool counts only items ingested since the last successful full run started and still unassigned:
+    items that run itself left as noise do not count, so a noisy corpus does not re-cluster every hour.
+    """
+    now = now or utcnow()
+    last_full = session.execute(
+        select(AnalysisRun.started_at, AnalysisRun.finished_at)
+        .where(AnalysisRun.kind == "full", AnalysisRun.status == "succeeded")
+        .order_by(AnalysisRun.finished_at.desc()).limit(1)
+    ).first()
+    last_full_at = last_full[1] if last_full else None
+    pool_query = (select(func.count(Feedback.id))
+                  .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
+                  .where(ThemeAssignment.feedback_id.is_(None), Feedback.duplicate_of.is_(None)))
+    if last_full is not None:
+        pool_query = pool_query.where(Feedback.ingested_at >= last_full[0])
+    pool = int(session.scalar(pool_query) or 0)
+
+    def decision(full: bool, reason: str) -> ReclusterDecision:
+        return ReclusterDecision(full=full, reason=reason, last_full_at=last_full_at, pool=pool)
+
+    if asked:
+        return decision(True, "asked")
+    if session.scalar(select(Theme.id).where(Theme.status == "active").limit(1)) is None:
+        return decision(True, "no-themes")
+    if last_full_at is None:
+        return decision(True, "no-full-run")
+    days = settings.full_recluster_days
+    if days > 0 and now - last_full_at >= dt.timedelta(days=days):
+        return decision(True, "weekly")
+    if pool >= settings.recluster_pool_size:
+        return decision(True, "pool")
+    return decision(False, "incremental")
+
+
+def begin_run(factory: sessionmaker[Session], decision: ReclusterDecision,
+              run_id: int | None = None) -> AnalysisSummary:
+    """Record the run: adopt the queued ``analysis_run`` row ``run_id`` (a job from the API) or add one."""
+    kind = "full" if decision.full else "incremental"
+    with session_scope(factory) as session:
+        if run_id is None:
+            run = AnalysisRun(kind=kind, status="running", started_at=utcnow())
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        else:
+            found = session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(
+                kind=kind, status="running", started_at=utcnow()))
+            if found.rowcount != 1:  # type: ignore[attr-defined]
+                raise LookupError(f"analysis run {run_id} does not exist")
+    return AnalysisSummary(run_id=run_id, kind=kind)
 
 
 # Database and model I/O can fail transiently (locks, a restarting server): retry those steps.
@@ -39,7 +123,7 @@ def item_signals(analyzer: Analyzer, summary: AnalysisSummary) -> int:
 @task(name="update-themes", retries=1, retry_delay_seconds=5, cache_policy=NO_CACHE)
 def update_themes(analyzer: Analyzer, summary: AnalysisSummary) -> int:
     analyzer.themes(summary)
-    get_run_logger().info("%d items, %d assigned, %d unassigned, %d themes born",
+    get_run_logger().info("%s run: %d items, %d assigned, %d unassigned, %d themes born", summary.kind,
                           summary.items, summary.assigned, summary.unassigned, summary.born)
     return summary.assigned
 
@@ -51,21 +135,56 @@ def score_themes(analyzer: Analyzer, summary: AnalysisSummary) -> int:
     return count
 
 
-@flow(name="analyze", log_prints=False)
-def analyze(full: bool = False) -> dict[str, Any]:
-    """Incremental analysis by default; ``full`` re-clusters everything (theme ids survive)."""
-    import time
-
-    started = time.perf_counter()
-    analyzer = build_analyzer(Settings())
-    summary = analyzer.begin(full=full)
-    try:
+def _embed(analyzer: Analyzer, summary: AnalysisSummary, settings: Settings) -> None:
+    if task_runner_setting(settings):
+        # Batches as tasks on the configured Dask cluster; same table, same skip-what-exists rule.
+        summary.embedded = run_embed_batches(settings)
+    else:
         embed_new_texts(analyzer, summary)
-        item_signals(analyzer, summary)
-        update_themes(analyzer, summary)
-        score_themes(analyzer, summary)
-    except BaseException as exc:
-        analyzer.fail(summary, exc)
-        raise
-    summary.seconds = time.perf_counter() - started
-    return analyzer.finish(summary).as_dict()
+
+
+@flow(name="analyze", log_prints=False)
+def analyze(full: bool = False, run_id: int | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Analyse what is new; re-cluster everything when ``full`` or when the flow finds it due.
+
+    Args:
+        full: force a full re-clustering (theme ids survive); otherwise :func:`decide_recluster` chooses.
+        run_id: a queued ``analysis_run`` row to run as (API jobs); a new row otherwise.
+        settings: defaults to the environment's.
+
+    Returns:
+        The run summary, with ``decision`` (full or not, and why).
+    """
+    settings = settings or Settings()
+    started = time.perf_counter()
+    engine = engine_from_settings(settings)
+    analyzer = build_analyzer(settings, engine)
+    try:
+        with analyzer.factory() as session:
+            decision = decide_recluster(session, settings, asked=full)
+            queued = session.get(AnalysisRun, run_id) if run_id is not None else None
+            params = (queued.stats or {}).get("params") if queued is not None else None
+        get_run_logger().info("analysis: %s run (%s; %d unassigned since the last full run)",
+                              "full" if decision.full else "incremental", decision.reason, decision.pool)
+        summary = begin_run(analyzer.factory, decision, run_id)
+        try:
+            steps = (("embed", lambda: _embed(analyzer, summary, settings)),
+                     ("signals", lambda: item_signals(analyzer, summary)),
+                     ("themes", lambda: update_themes(analyzer, summary)),
+                     ("scores", lambda: score_themes(analyzer, summary)))
+            for name, step in steps:
+                t0 = time.perf_counter()
+                step()
+                summary.steps[name] = time.perf_counter() - t0
+        except BaseException as exc:
+            analyzer.fail(summary, exc)
+            raise
+        summary.seconds = time.perf_counter() - started
+        result = analyzer.finish(summary).as_dict()
+        result["decision"] = decision.as_dict()
+        with session_scope(analyzer.factory) as session:
+            session.execute(update(AnalysisRun).where(AnalysisRun.id == summary.run_id).values(
+                stats={**result, **({"params": params} if params else {})}))
+    finally:
+        engine.dispose()
+    return result

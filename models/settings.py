@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     reassign_margin: float = Field(
         0.05, description="On re-clustering an item leaves its theme only for one closer by this cosine margin."
     )
+    full_recluster_days: int = Field(
+        7, ge=0, description="Re-cluster everything when the last full analysis is this many days old; 0: never."
+    )
+    embedding_task_runner: str = Field(
+        "", description="Where embedding batches run: empty in-process; `local:N` a Dask LocalCluster of N "
+        "workers; otherwise a Dask scheduler address such as tcp://host:8786."
+    )
     cluster_seed: int = Field(42, description="Random seed of theme discovery.")
     min_theme_size: int = Field(5, description="Smallest number of items that makes a theme.")
     theme_match_threshold: float = Field(

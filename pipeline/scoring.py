@@ -223,18 +223,16 @@ def score_opportunities(
     book = _account_book(accounts)
     trend = _momentum_by_theme(momentum)
     theme_ids = sorted(set(frame["theme_id"].tolist()) | set(trend))
-    last_seen = frame.groupby("theme_id")["occurred_at"].max()
-    by_theme = dict(iter(horizon.groupby("theme_id")))
+    last_seen = frame.groupby("theme_id")["occurred_at"].max().reindex(theme_ids)
+    days_since = ((now_utc - last_seen) / pd.Timedelta(days=1)).fillna(math.inf).tolist()
+    last_seen_at = [None if pd.isna(last) else last.isoformat() for last in last_seen]
+    per_theme = _theme_metrics(horizon, book, theme_ids, pipeline_weight=pipeline_weight)
 
     rows = []
-    for theme_id in theme_ids:
-        theme_items = by_theme.get(theme_id, horizon.iloc[0:0])
-        metrics = _theme_metrics(theme_items, book, pipeline_weight=pipeline_weight)
+    for theme_id, metrics, days, last_at in zip(theme_ids, per_theme, days_since, last_seen_at, strict=True):
         metrics.update(trend.get(theme_id, _NO_TREND))
-        last = last_seen.get(theme_id)
-        days = (now_utc - last) / pd.Timedelta(days=1) if last is not None else math.inf
         metrics["horizon_weeks"] = horizon_weeks
-        metrics["last_seen_at"] = last.isoformat() if last is not None else None
+        metrics["last_seen_at"] = last_at
         metrics["days_since_last"] = days
         components = {
             "reach": reach_component(metrics["accounts"] + anonymous_weight * metrics["anonymous_mentions"]),
@@ -311,47 +309,109 @@ def _account_book(accounts: pd.DataFrame) -> pd.DataFrame:
     return book.set_index("account_id").loc[:, ["lifecycle", "segment", "arr", "open_pipeline"]]
 
 
-def _theme_metrics(theme_items: pd.DataFrame, book: pd.DataFrame, *, pipeline_weight: float) -> dict[str, Any]:
-    """Counts and money of one theme's items over the horizon; each account once."""
-    mentions = len(theme_items)
-    linked = theme_items.loc[theme_items["account_id"].notna()]
-    ids = sorted(set(linked["account_id"].astype("int64").tolist()))
-    known = book.reindex(ids)
-    lifecycle = known["lifecycle"].fillna("unknown")
-    customers = known.loc[lifecycle.eq("customer")]
-    prospects = known.loc[lifecycle.eq("prospect")]
-    enterprise_prospects = prospects.loc[prospects["segment"].eq("enterprise").fillna(False)]
-    arr = float(customers["arr"].sum())
-    pipeline = float(prospects["open_pipeline"].sum())
-    blocker_accounts = linked.loc[linked["deal_blocker"], "account_id"].nunique()
-    churn_accounts = linked.loc[linked["churn_risk"], "account_id"].nunique()
-    sentiment = theme_items["sentiment"].dropna()
+def _theme_metrics(
+    horizon: pd.DataFrame, book: pd.DataFrame, theme_ids: list[int], *, pipeline_weight: float
+) -> list[dict[str, Any]]:
+    """Counts and money of each theme's items over the horizon, each account once; one dict per ``theme_ids``.
 
-    def share(flag: str) -> float:
-        return float(theme_items[flag].sum()) / mentions if mentions else 0.0
+    Whole-frame work: the items are sorted by theme once (keeping their order within a theme) and every count
+    is a difference of cumulative sums at the themes' boundaries. Money and sentiment are summed per theme
+    over a contiguous slice in the same order as a per-theme ``Series.sum`` would, so the floats are the same
+    to the last bit.
+    """
+    themes = np.asarray(theme_ids, dtype="int64")
+    theme = horizon["theme_id"].to_numpy("int64")
+    order = np.argsort(theme, kind="stable")
+    theme = theme[order]
+    lo, hi = np.searchsorted(theme, themes, "left"), np.searchsorted(theme, themes, "right")
+    mentions = hi - lo
 
-    return {
-        "mentions": mentions,
-        "accounts": len(ids),
-        "anonymous_mentions": mentions - len(linked),
-        "customers": len(customers),
-        "prospects": len(prospects),
-        "enterprise_prospects": len(enterprise_prospects),
-        "arr": arr,
-        "open_pipeline": pipeline,
-        "enterprise_open_pipeline": float(enterprise_prospects["open_pipeline"].sum()),
-        "revenue_at_stake": arr + pipeline_weight * pipeline,
-        "blockers": int(theme_items["deal_blocker"].sum()),
-        "blocker_accounts": int(blocker_accounts),
-        "churn_flags": int(theme_items["churn_risk"].sum()),
-        "churn_accounts": int(churn_accounts),
-        "security_flags": int(theme_items["security"].sum()),
-        "negative_share": float((sentiment < NEGATIVE_SENTIMENT).mean()) if len(sentiment) else 0.0,
-        "mean_sentiment": float(sentiment.mean()) if len(sentiment) else math.nan,
-        "churn_share": share("churn_risk"),
-        "blocker_share": share("deal_blocker"),
-        "security_share": share("security"),
-    }
+    def per_theme(mask: np.ndarray) -> list[int]:
+        """How many rows of each theme (``theme`` sorted, ``lo``/``hi`` its bounds) have ``mask`` set."""
+        running = np.concatenate([[0], np.cumsum(mask, dtype="int64")])
+        return (running[hi] - running[lo]).tolist()
+
+    linked_mask = horizon["account_id"].notna().to_numpy(bool)[order]
+    flags = {flag: horizon[flag].to_numpy(bool)[order] for flag in ("churn_risk", "deal_blocker", "security")}
+    linked = per_theme(linked_mask)
+    blockers, churn_flags, security_flags = (per_theme(flags[f]) for f in ("deal_blocker", "churn_risk", "security"))
+
+    sentiment = horizon["sentiment"].to_numpy("float64")[order]
+    rated = ~np.isnan(sentiment)
+    scores, score_theme = sentiment[rated], theme[rated]
+    s_lo, s_hi = np.searchsorted(score_theme, themes, "left"), np.searchsorted(score_theme, themes, "right")
+    running = np.concatenate([[0], np.cumsum(scores < NEGATIVE_SENTIMENT, dtype="int64")])
+    negatives = (running[s_hi] - running[s_lo]).tolist()
+
+    # Distinct (theme, account) voices, sorted by theme then account id like ``sorted(set(ids))`` per theme.
+    voices = pd.DataFrame(
+        {
+            "theme_id": theme[linked_mask],
+            "account_id": horizon["account_id"].to_numpy("int64", na_value=0)[order][linked_mask],
+            "deal_blocker": flags["deal_blocker"][linked_mask],
+            "churn_risk": flags["churn_risk"][linked_mask],
+        }
+    )
+    pairs = voices[["theme_id", "account_id"]].drop_duplicates().sort_values(["theme_id", "account_id"])
+    pair_theme = pairs["theme_id"].to_numpy()
+    where = book.index.get_indexer(pairs["account_id"])
+    found = where >= 0
+    at = np.where(found, where, 0)
+    is_customer = book["lifecycle"].eq("customer").to_numpy(bool)[at] & found
+    is_prospect = book["lifecycle"].eq("prospect").to_numpy(bool)[at] & found
+    is_enterprise = is_prospect & book["segment"].eq("enterprise").fillna(False).to_numpy(bool)[at]
+    arr_of, pipeline_of = book["arr"].to_numpy("float64")[at], book["open_pipeline"].to_numpy("float64")[at]
+
+    def counted(keys: np.ndarray) -> list[int]:
+        return (np.searchsorted(keys, themes, "right") - np.searchsorted(keys, themes, "left")).tolist()
+
+    def summed(keys: np.ndarray, values: np.ndarray) -> list[float]:
+        starts, ends = np.searchsorted(keys, themes, "left"), np.searchsorted(keys, themes, "right")
+        return [float(values[a:b].sum()) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+    accounts = counted(pair_theme)
+    customers = counted(pair_theme[is_customer])
+    prospects = counted(pair_theme[is_prospect])
+    enterprise = counted(pair_theme[is_enterprise])
+    arr = summed(pair_theme[is_customer], arr_of[is_customer])
+    pipeline = summed(pair_theme[is_prospect], pipeline_of[is_prospect])
+    enterprise_pipeline = summed(pair_theme[is_enterprise], pipeline_of[is_enterprise])
+    blocker_accounts = counted(np.sort(voices.loc[voices["deal_blocker"], ["theme_id", "account_id"]]
+                                       .drop_duplicates()["theme_id"].to_numpy()))
+    churn_accounts = counted(np.sort(voices.loc[voices["churn_risk"], ["theme_id", "account_id"]]
+                                     .drop_duplicates()["theme_id"].to_numpy()))
+    sentiment_sums = [
+        float(scores[a:b].sum()) if b > a else math.nan for a, b in zip(s_lo.tolist(), s_hi.tolist(), strict=True)
+    ]
+
+    out = []
+    for i, n in enumerate(mentions.tolist()):
+        rated_n = int(s_hi[i] - s_lo[i])
+        out.append(
+            {
+                "mentions": n,
+                "accounts": accounts[i],
+                "anonymous_mentions": n - linked[i],
+                "customers": customers[i],
+                "prospects": prospects[i],
+                "enterprise_prospects": enterprise[i],
+                "arr": arr[i],
+                "open_pipeline": pipeline[i],
+                "enterprise_open_pipeline": enterprise_pipeline[i],
+                "revenue_at_stake": arr[i] + pipeline_weight * pipeline[i],
+                "blockers": blockers[i],
+                "blocker_accounts": blocker_accounts[i],
+                "churn_flags": churn_flags[i],
+                "churn_accounts": churn_accounts[i],
+                "security_flags": security_flags[i],
+                "negative_share": negatives[i] / rated_n if rated_n else 0.0,
+                "mean_sentiment": sentiment_sums[i] / rated_n if rated_n else math.nan,
+                "churn_share": churn_flags[i] / n if n else 0.0,
+                "blocker_share": blockers[i] / n if n else 0.0,
+                "security_share": security_flags[i] / n if n else 0.0,
+            }
+        )
+    return out
 
 
 def _plural(n: int, word: str) -> str:

@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Hashable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,16 +131,20 @@ def iso_week_label(monday: pd.Timestamp | dt.date) -> str:
     return f"{year}-W{week:02d}"
 
 
-def _counts(frame: pd.DataFrame, keys: list[str], column: str) -> dict[tuple[Any, ...], dict[str, int]]:
-    """``{key tuple: {value: count}}`` of the non-null values of ``column`` per group."""
-    present = frame.loc[frame[column].notna(), [*keys, column]]
+def _counts(frame: pd.DataFrame, column: str, rows: int) -> list[dict[str, int]]:
+    """Per row of the weekly table (``frame["_row"]``): ``{value: count}`` of the non-null values of ``column``.
+
+    Keys are in sorted order of the values; every row gets its own dict (empty when nothing was counted).
+    """
+    out: list[dict[str, int]] = [{} for _ in range(rows)]
+    present = frame.loc[frame[column].notna(), ["_row", column]]
     if present.empty:
-        return {}
-    counted = present.groupby([*keys, column], sort=True).size()
-    out: dict[tuple[Any, ...], dict[str, int]] = {}
-    for index, count in counted.items():
-        assert isinstance(index, tuple)
-        out.setdefault(index[:-1], {})[str(index[-1])] = int(count)
+        return out
+    counted = present.groupby(["_row", column], sort=True).size()
+    row_of = counted.index.get_level_values(0).tolist()
+    values = counted.index.get_level_values(1).tolist()
+    for row, value, count in zip(row_of, values, counted.tolist(), strict=True):
+        out[row][str(value)] = int(count)
     return out
 
 
@@ -205,29 +208,37 @@ def weekly_theme_stats(
     table = table.join(per_voice, how="left")
 
     # Zero-fill each theme from its first week to the current week, so momentum sees the quiet weeks.
-    firsts = table.reset_index().groupby("theme_id")["week_start"].min()
-    full_index = pd.MultiIndex.from_tuples(
-        [
-            (theme_id, monday)
-            for theme_id, first in firsts.items()
-            for monday in pd.date_range(first, this_week, freq="7D")
-        ],
+    firsts = table.index.get_level_values("week_start").to_series().groupby(
+        table.index.get_level_values("theme_id"), sort=True
+    ).min()
+    first_weeks = firsts.to_numpy()
+    week_step = np.timedelta64(7, "D").astype(f"m8[{np.datetime_data(first_weeks.dtype)[0]}]")
+    spans = ((this_week.to_datetime64().astype(first_weeks.dtype) - first_weeks) // week_step).astype("int64") + 1
+    offsets = np.concatenate([[0], np.cumsum(spans)])  # the first row of each theme in the full table
+    within = np.arange(offsets[-1]) - np.repeat(offsets[:-1], spans)
+    full_index = pd.MultiIndex.from_arrays(
+        [np.repeat(firsts.index.to_numpy(), spans), np.repeat(first_weeks, spans) + within * week_step],
         names=keys,
     )
     table = table.reindex(full_index)
     table[["items", "accounts"]] = table[["items", "accounts"]].fillna(0).astype("int64")
     table[["arr", "open_pipeline"]] = table[["arr", "open_pipeline"]].fillna(0.0).astype("float64")
 
-    intents = _counts(frame, keys, "intent")
-    sources = _counts(frame, keys, "source")
-    table["intents"] = [dict(intents.get(key, {})) for key in table.index]
-    table["sources"] = [dict(sources.get(key, {})) for key in table.index]
+    # Row of each item in the full table: its theme's first row plus the weeks since the theme's first week.
+    theme_pos = firsts.index.get_indexer(frame["theme_id"])
+    item_weeks = frame["week_start"].to_numpy().astype(first_weeks.dtype)
+    frame["_row"] = offsets[theme_pos] + (item_weeks - first_weeks[theme_pos]) // week_step
+    table["intents"] = _counts(frame, "intent", len(table))
+    table["sources"] = _counts(frame, "source", len(table))
 
     out = table.reset_index()
     if weeks is not None:
         out = out.loc[out["week_start"] > this_week - weeks * _WEEK]
-    out["week"] = [iso_week_label(monday) for monday in out["week_start"]]
-    out["week_start"] = [monday.date() for monday in out["week_start"]]
+    codes, mondays = pd.factorize(out["week_start"])
+    labels = [iso_week_label(monday) for monday in mondays]
+    dates = [monday.date() for monday in mondays]
+    out["week"] = [labels[c] for c in codes]
+    out["week_start"] = [dates[c] for c in codes]
     return out.loc[:, WEEKLY_COLUMNS].reset_index(drop=True)
 
 
@@ -352,24 +363,18 @@ def theme_momentum(
     frame["items"] = pd.to_numeric(frame["items"]).fillna(0).astype("int64")
     frame = frame.loc[frame["week_start"] <= this_week]
 
-    rows: list[dict[str, Any]] = []
-    for theme_id, group in frame.groupby("theme_id", sort=True):
-        rows.append(
-            _theme_row(
-                theme_id,
-                group,
-                this_week=this_week,
-                window_start=window_start,
-                baseline_start=baseline_start,
-                fraction=fraction,
-                window_weeks=window_weeks,
-                alpha=alpha,
-                prior_rate=prior_rate,
-                prior_weeks=prior_weeks,
-                emerging_baseline_rate=emerging_baseline_rate,
-                emerging_ratio=emerging_ratio,
-            )
-        )
+    rows = _momentum_rows(
+        frame,
+        window_start=window_start,
+        baseline_start=baseline_start,
+        recent_exposure=window_weeks + fraction,
+        window_weeks=window_weeks,
+        alpha=alpha,
+        prior_rate=prior_rate,
+        prior_weeks=prior_weeks,
+        emerging_baseline_rate=emerging_baseline_rate,
+        emerging_ratio=emerging_ratio,
+    )
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in MOMENTUM_COLUMNS})
     out = pd.DataFrame(rows, columns=MOMENTUM_COLUMNS)
@@ -377,75 +382,132 @@ def theme_momentum(
     return out.reset_index(drop=True)
 
 
-def _theme_row(
-    theme_id: Hashable,
-    group: pd.DataFrame,
+def _momentum_rows(
+    frame: pd.DataFrame,
     *,
-    this_week: pd.Timestamp,
     window_start: pd.Timestamp,
     baseline_start: pd.Timestamp,
-    fraction: float,
+    recent_exposure: float,
     window_weeks: int,
     alpha: float,
     prior_rate: float,
     prior_weeks: float,
     emerging_baseline_rate: float,
     emerging_ratio: float,
-) -> dict[str, Any]:
-    active = group.loc[group["items"] > 0, "week_start"]
-    first_seen = active.min() if not active.empty else group["week_start"].min()
-    last_seen = active.max() if not active.empty else None
-    in_window = group["week_start"] >= window_start
-    recent_count = int(group.loc[in_window, "items"].sum())
-    recent_exposure = window_weeks + fraction
-    # The theme's own history only: weeks before its first item are not zero weeks of this theme.
-    base_from = max(baseline_start, first_seen)
-    baseline_exposure = max(0, int((window_start - base_from) / _WEEK))
-    in_baseline = (group["week_start"] >= base_from) & (group["week_start"] < window_start)
-    baseline_count = int(group.loc[in_baseline, "items"].sum())
+) -> list[dict[str, Any]]:
+    """One momentum row per theme of ``frame`` (``theme_id, week_start, items``, weeks up to the current one).
 
-    baseline_rate = (baseline_count + prior_rate * prior_weeks) / (baseline_exposure + prior_weeks)
-    recent_rate = recent_count / recent_exposure
-    ratio = recent_rate / baseline_rate
-    p_value, p_decline = growth_p_values(
-        recent_count,
-        recent_exposure,
-        baseline_count,
-        baseline_exposure,
-        prior_rate=prior_rate,
-        prior_weeks=prior_weeks,
+    The counts come from whole-frame group-bys and the p-values from one vectorised call per tail; only the
+    cheap per-theme arithmetic and the status run in a loop over plain Python numbers.
+    """
+    week = frame["week_start"]
+    count = frame["items"]
+    frame = frame.assign(
+        _active=week.where(count > 0),  # NaT in weeks without an item
+        _recent=count.where(week >= window_start, 0),
     )
-    # Smoothed log-ratio so a silent window gives a finite (negative) strength.
-    log_ratio = math.log2(((recent_count + 0.5) / recent_exposure) / baseline_rate)
-    p_used = p_value if log_ratio > 0 else p_decline
-    strength = -math.log10(max(p_used, 1e-300)) * log_ratio
+    grouped = frame.groupby("theme_id", sort=True)
+    per_theme = grouped.agg(
+        first_week=("week_start", "min"),
+        first_active=("_active", "min"),
+        last_active=("_active", "max"),
+        recent_count=("_recent", "sum"),
+    )
+    if per_theme.empty:
+        return []
+    has_active = per_theme["first_active"].notna()
+    first_seen = per_theme["first_active"].where(has_active, per_theme["first_week"])
+    # The theme's own history only: weeks before its first item are not zero weeks of this theme.
+    base_from = first_seen.where(first_seen > baseline_start, baseline_start)
+    baseline_exposure = np.maximum(0, np.trunc(((window_start - base_from) / _WEEK).to_numpy(float))).astype("int64")
+    row_base_from = base_from.to_numpy()[grouped.ngroup().to_numpy()]
+    in_baseline = (week.to_numpy() >= row_base_from) & (week < window_start).to_numpy()
+    baseline_count = frame["items"].where(in_baseline, 0).groupby(frame["theme_id"], sort=True).sum()
 
-    if not active.empty and first_seen >= window_start:
-        status = "new"
-    elif recent_count == 0 and not active.empty:
-        status = "dormant"
-    elif p_value < alpha and ratio > 1.0:
-        emerging = baseline_rate < emerging_baseline_rate or ratio >= emerging_ratio
-        status = "emerging" if emerging else "growing"
-    elif p_decline < alpha and ratio < 1.0:
-        status = "fading"
-    else:
-        status = "stable"
+    recent_count = per_theme["recent_count"].to_numpy("int64")
+    base_count = baseline_count.to_numpy("int64")
+    p_value, p_decline = _growth_p_values_array(
+        recent_count, recent_exposure, base_count, baseline_exposure, prior_rate=prior_rate, prior_weeks=prior_weeks
+    )
+    is_new = (has_active & (first_seen >= window_start)).tolist()
+    first_dates = [monday.date() for monday in first_seen]
+    last_dates = [monday.date() if not pd.isna(monday) else None for monday in per_theme["last_active"]]
 
-    return {
-        "theme_id": int(cast(int, theme_id)),
-        "status": status,
-        "first_seen": first_seen.date(),
-        "last_seen": last_seen.date() if last_seen is not None else None,
-        "window_weeks": window_weeks,
-        "recent_count": recent_count,
-        "recent_exposure": recent_exposure,
-        "recent_rate": recent_rate,
-        "baseline_count": baseline_count,
-        "baseline_exposure": baseline_exposure,
-        "baseline_rate": baseline_rate,
-        "ratio": ratio,
-        "p_value": p_value,
-        "p_decline": p_decline,
-        "emerging_strength": strength,
-    }
+    rows: list[dict[str, Any]] = []
+    for i, (theme_id, recent, base, exposure, p_growth, p_down, active) in enumerate(
+        zip(
+            per_theme.index.tolist(),
+            recent_count.tolist(),
+            base_count.tolist(),
+            baseline_exposure.tolist(),
+            p_value.tolist(),
+            p_decline.tolist(),
+            has_active.tolist(),
+            strict=True,
+        )
+    ):
+        baseline_rate = (base + prior_rate * prior_weeks) / (exposure + prior_weeks)
+        recent_rate = recent / recent_exposure
+        ratio = recent_rate / baseline_rate
+        # Smoothed log-ratio so a silent window gives a finite (negative) strength.
+        log_ratio = math.log2(((recent + 0.5) / recent_exposure) / baseline_rate)
+        p_used = p_growth if log_ratio > 0 else p_down
+        strength = -math.log10(max(p_used, 1e-300)) * log_ratio
+
+        if is_new[i]:
+            status = "new"
+        elif recent == 0 and active:
+            status = "dormant"
+        elif p_growth < alpha and ratio > 1.0:
+            emerging = baseline_rate < emerging_baseline_rate or ratio >= emerging_ratio
+            status = "emerging" if emerging else "growing"
+        elif p_down < alpha and ratio < 1.0:
+            status = "fading"
+        else:
+            status = "stable"
+
+        rows.append(
+            {
+                "theme_id": int(theme_id),
+                "status": status,
+                "first_seen": first_dates[i],
+                "last_seen": last_dates[i],
+                "window_weeks": window_weeks,
+                "recent_count": recent,
+                "recent_exposure": recent_exposure,
+                "recent_rate": recent_rate,
+                "baseline_count": base,
+                "baseline_exposure": exposure,
+                "baseline_rate": baseline_rate,
+                "ratio": ratio,
+                "p_value": p_growth,
+                "p_decline": p_down,
+                "emerging_strength": strength,
+            }
+        )
+    return rows
+
+
+def _growth_p_values_array(
+    recent_count: np.ndarray,
+    recent_exposure: float,
+    baseline_count: np.ndarray,
+    baseline_exposure: np.ndarray,
+    *,
+    prior_rate: float,
+    prior_weeks: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``growth_p_values`` for arrays of themes (same numbers, element by element)."""
+    if recent_exposure <= 0:
+        ones = np.ones(len(recent_count))
+        return ones, ones.copy()
+    shape = baseline_count + prior_rate * prior_weeks
+    rate = baseline_exposure + prior_weeks
+    p = rate / (rate + recent_exposure)
+    k = np.rint(recent_count).astype("int64")
+    p_growth = np.ones(len(k))
+    grows = k > 0
+    if grows.any():
+        p_growth[grows] = sps.nbinom.sf(k[grows] - 1, shape[grows], p[grows])
+    p_decline = np.asarray(sps.nbinom.cdf(k, shape, p), dtype=float)
+    return np.minimum(p_growth, 1.0), np.minimum(p_decline, 1.0)

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from models.settings import Settings
+
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness() -> Iterator[None]:
@@ -13,3 +15,17 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def flow_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Environment for flows that read ``Settings()`` themselves: the test database, data dir, fast embedder.
+
+    Returns:
+        The settings those flows will read (the test's settings with the hashing embedder).
+    """
+    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", settings.effective_database_url)
+    monkeypatch.setenv("GROUNDSWELL_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("GROUNDSWELL_EMBEDDING_MODEL", "hashing-128")
+    monkeypatch.delenv("GROUNDSWELL_EMBEDDING_TASK_RUNNER", raising=False)
+    return Settings(_env_file=None)  # type: ignore[call-arg]

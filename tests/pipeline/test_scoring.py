@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -402,3 +403,93 @@ def test_more_momentum_never_lowers_the_score(
     stronger = momentum_row(ratio * growth, p_value * p_shrink)
 
     assert score_of(items, accounts, stronger, weights) >= score_of(items, accounts, momentum, weights) - 1e-9
+
+
+# --- the vectorised metrics against a straightforward per-theme reference -------------------------------
+
+
+def reference_metrics(items: pd.DataFrame, accounts: pd.DataFrame, theme_id: int, horizon_weeks: int) -> dict:
+    """One theme's horizon metrics, from that theme's rows alone (pipeline_weight 0.5)."""
+    rows = items.loc[(items["theme_id"] == theme_id) & (items["occurred_at"] <= NOW)]
+    rows = rows.loc[rows["occurred_at"] > NOW - pd.Timedelta(weeks=horizon_weeks)]
+    linked = rows.loc[rows["account_id"].notna()]
+    book = accounts.drop_duplicates("account_id").set_index("account_id")
+    lifecycle = book["lifecycle"].str.lower()
+    voices = sorted({int(a) for a in linked["account_id"]})
+    known = [a for a in voices if a in book.index]
+    customers = [a for a in known if lifecycle[a] == "customer"]
+    prospects = [a for a in known if lifecycle[a] == "prospect"]
+    enterprise = [a for a in prospects if str(book.loc[a, "segment"]).lower() == "enterprise"]
+    arr = float(book.loc[customers, "arr"].fillna(0.0).clip(lower=0.0).sum())
+    pipeline = float(book.loc[prospects, "open_pipeline"].fillna(0.0).clip(lower=0.0).sum())
+    sentiment = rows["sentiment"].dropna()
+    n = len(rows)
+    return {
+        "mentions": n,
+        "accounts": len(voices),
+        "anonymous_mentions": n - len(linked),
+        "customers": len(customers),
+        "prospects": len(prospects),
+        "enterprise_prospects": len(enterprise),
+        "arr": arr,
+        "open_pipeline": pipeline,
+        "enterprise_open_pipeline": float(book.loc[enterprise, "open_pipeline"].fillna(0.0).clip(lower=0.0).sum()),
+        "revenue_at_stake": arr + 0.5 * pipeline,
+        "blockers": int(rows["deal_blocker"].sum()),
+        "blocker_accounts": linked.loc[linked["deal_blocker"], "account_id"].nunique(),
+        "churn_flags": int(rows["churn_risk"].sum()),
+        "churn_accounts": linked.loc[linked["churn_risk"], "account_id"].nunique(),
+        "security_flags": int(rows["security"].sum()),
+        "negative_share": float((sentiment < -0.2).mean()) if len(sentiment) else 0.0,
+        "mean_sentiment": float(sentiment.mean()) if len(sentiment) else None,
+        "churn_share": float(rows["churn_risk"].sum()) / n if n else 0.0,
+        "blocker_share": float(rows["deal_blocker"].sum()) / n if n else 0.0,
+        "security_share": float(rows["security"].sum()) / n if n else 0.0,
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scores_match_a_per_theme_reference_exactly(seed: int) -> None:
+    rng = random.Random(seed)
+    accounts = make_accounts(
+        [
+            {
+                "account_id": a,
+                "segment": rng.choice(["enterprise", "Enterprise", "mid-market", "smb", None]),
+                "lifecycle": rng.choice(["customer", "Prospect", "prospect", "churned", "unknown", None]),
+                "arr": rng.choice([None, -5.0, round(rng.lognormvariate(10, 1.5), 2), rng.uniform(0, 1e6)]),
+                "open_pipeline": rng.choice([None, round(rng.lognormvariate(10, 1.5), 2), rng.uniform(0, 1e6)]),
+            }
+            for a in range(1, 60)
+        ]
+    )
+    rows = [
+        {
+            "theme_id": rng.choice(range(1, 31)) if i % 5 else rng.choice(range(1, 5)),
+            "occurred_at": NOW - pd.Timedelta(minutes=rng.randint(-600, 60 * 24 * 7 * 20)),
+            "account_id": rng.choice([None, 999, *range(1, 60)]),  # 999: an account not in the book
+            "sentiment": rng.choice([None, rng.uniform(-1, 1)]),
+            "churn_risk": rng.random() < 0.1,
+            "deal_blocker": rng.random() < 0.1,
+            "security": rng.random() < 0.05,
+        }
+        for i in range(900)
+    ]
+    items = make_items(rows)
+    momentum = theme_momentum(weekly_theme_stats(items, accounts, now=NOW), now=NOW)
+    momentum = pd.concat([momentum, momentum_row(2.0, 1e-4).assign(theme_id=77)])  # a theme without items
+
+    for horizon in (12, 2):
+        scores = score_opportunities(items, accounts, momentum, now=NOW, weights=WEIGHTS, horizon_weeks=horizon)
+
+        assert sorted(scores["theme_id"]) == sorted({*items["theme_id"], 77})
+        assert scores["rank"].tolist() == list(range(1, len(scores) + 1))
+        for row in scores.to_dict("records"):
+            want = reference_metrics(items, accounts, row["theme_id"], horizon)
+            assert {k: row["metrics"][k] for k in want} == want, row["theme_id"]
+            theme_items = items.loc[(items["theme_id"] == row["theme_id"]) & (items["occurred_at"] <= NOW)]
+            last = theme_items["occurred_at"].max() if len(theme_items) else None
+            assert row["metrics"]["last_seen_at"] == (last.isoformat() if last is not None else None)
+            if last is not None:
+                assert row["metrics"]["days_since_last"] == (NOW - last) / pd.Timedelta(days=1)
+            assert row["rationale"] == rationale(row["metrics"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import random
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -309,3 +311,123 @@ def test_growth_p_values_are_tail_probabilities() -> None:
     assert growth_p_values(5, 0, 30, 12) == (1.0, 1.0)
     with pytest.raises(StatsInputError, match="window_weeks"):
         theme_momentum(weekly_counts({1: [1]}), now=NOW, window_weeks=0)
+
+
+# --- the vectorised steps against a straightforward per-theme reference --------------------------------
+
+
+def reference_momentum(weekly: pd.DataFrame, *, now: pd.Timestamp, window_weeks: int, baseline_weeks: int) -> dict:
+    """Per theme, from that theme's rows alone, the documented recipe (defaults for everything else)."""
+    week = pd.Timedelta(days=7)
+    this_week = now.tz_localize(None).floor("D") - pd.Timedelta(days=now.weekday())  # UTC weeks
+    fraction = (now.tz_localize(None) - this_week) / week
+    window_start = this_week - window_weeks * week
+    baseline_start = window_start - baseline_weeks * week
+    exposure = window_weeks + fraction
+    out = {}
+    for theme_id in sorted(set(weekly["theme_id"])):
+        group = weekly.loc[weekly["theme_id"] == theme_id]
+        starts = pd.to_datetime(group["week_start"])
+        active = starts[group["items"] > 0]
+        first = active.min() if len(active) else starts.min()
+        base_from = max(baseline_start, first)
+        base_exposure = max(0, int((window_start - base_from) / week))
+        recent = int(group.loc[starts >= window_start, "items"].sum())
+        base = int(group.loc[(starts >= base_from) & (starts < window_start), "items"].sum())
+        base_rate = (base + 0.5) / (base_exposure + 1.0)
+        ratio = recent / exposure / base_rate
+        p_up, p_down = growth_p_values(recent, exposure, base, base_exposure)
+        log_ratio = math.log2(((recent + 0.5) / exposure) / base_rate)
+        strength = -math.log10(max(p_up if log_ratio > 0 else p_down, 1e-300)) * log_ratio
+        if len(active) and first >= window_start:
+            status = "new"
+        elif recent == 0 and len(active):
+            status = "dormant"
+        elif p_up < 0.01 and ratio > 1:
+            status = "emerging" if base_rate < 1.0 or ratio >= 3.0 else "growing"
+        elif p_down < 0.01 and ratio < 1:
+            status = "fading"
+        else:
+            status = "stable"
+        out[int(theme_id)] = {
+            "status": status, "first_seen": first.date(), "last_seen": active.max().date() if len(active) else None,
+            "recent_count": recent, "recent_exposure": exposure, "baseline_count": base,
+            "baseline_exposure": base_exposure, "baseline_rate": base_rate, "ratio": ratio, "p_value": p_up,
+            "p_decline": p_down, "emerging_strength": strength,
+        }
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_momentum_matches_a_per_theme_reference_exactly(seed: int) -> None:
+    rng = random.Random(seed)
+    histories = {}
+    for theme_id in range(1, 61):
+        weeks = rng.randint(1, 30)
+        level = rng.choice([0.3, 1, 3, 10])
+        series = [rng.choice([0, round(level * rng.uniform(0, 2))]) for _ in range(weeks)]
+        if theme_id % 4 == 0:  # a jump in the last weeks
+            series[-4:] = [round(level * 4)] * min(4, weeks)
+        histories[theme_id] = series
+    weekly = weekly_counts(histories)
+    weekly = weekly.loc[(weekly["items"] > 0) | (weekly.index % 3 == 0)]  # sparse rows are zero weeks
+    now = NOW + pd.Timedelta(hours=rng.randint(0, 160))
+
+    for window, baseline in ((3, 12), (2, 6), (4, 20)):
+        got = theme_momentum(weekly, now=now, window_weeks=window, baseline_weeks=baseline)
+        want = reference_momentum(weekly, now=now, window_weeks=window, baseline_weeks=baseline)
+
+        assert sorted(got["theme_id"]) == sorted(want)
+        for row in got.to_dict("records"):
+            expected = want[row["theme_id"]]
+            assert {k: row[k] for k in expected} == expected, row["theme_id"]
+        strengths = list(zip(-got["emerging_strength"], got["theme_id"], strict=True))
+        assert strengths == sorted(strengths)
+
+
+LIFECYCLE = ("customer", "prospect")
+
+
+def test_weekly_stats_match_a_per_theme_week_reference() -> None:
+    rng = random.Random(7)
+    sources, intents = ["zendesk", "gong", "intercom"], ["bug", "feature_request", None]
+    rows = [
+        {
+            "theme_id": rng.randint(1, 25),
+            "occurred_at": NOW - pd.Timedelta(hours=rng.randint(-30, 24 * 7 * 20)),
+            "account_id": rng.choice([None, *range(1, 30)]),
+            "source": rng.choice(sources),
+            "intent": rng.choice(intents),
+            "sentiment": rng.choice([None, rng.uniform(-1, 1)]),
+        }
+        for _ in range(600)
+    ]
+    items = make_items(rows)
+    accounts = make_accounts(
+        [
+            {"account_id": a, "arr": 1000.0 * a, "open_pipeline": 500.0 * a, "lifecycle": LIFECYCLE[a % 2]}
+            for a in range(1, 25)
+        ]
+    )
+
+    weekly = weekly_theme_stats(items, accounts, now=NOW)
+
+    items["monday"] = [(t - pd.Timedelta(days=t.weekday())).date() for t in items["occurred_at"]]
+    items = items.loc[items["monday"] <= THIS_MONDAY]
+    for theme_id, group in weekly.groupby("theme_id"):
+        theme_items = items.loc[items["theme_id"] == theme_id]
+        first = theme_items["monday"].min()
+        assert group["week_start"].tolist() == [
+            first + dt.timedelta(weeks=k) for k in range((THIS_MONDAY - first).days // 7 + 1)
+        ]
+        for row in group.to_dict("records"):
+            in_week = theme_items.loc[theme_items["monday"] == row["week_start"]]
+            assert row["week"] == iso_week_label(row["week_start"])
+            assert row["items"] == len(in_week)
+            voices = {int(a) for a in in_week["account_id"].dropna()}
+            assert row["accounts"] == len(voices)
+            assert row["arr"] == sum(1000.0 * a for a in sorted(voices) if a < 25 and a % 2 == 0)
+            assert row["open_pipeline"] == sum(500.0 * a for a in sorted(voices) if a < 25 and a % 2 == 1)
+            assert row["sources"] == dict(sorted(Counter(in_week["source"]).items()))
+            assert list(row["intents"]) == sorted(row["intents"])
+            assert row["intents"] == dict(Counter(in_week["intent"].dropna()))

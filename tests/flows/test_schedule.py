@@ -1,0 +1,113 @@
+"""`groundswell schedule` starts a local Prefect server, registers both deployments with their cron, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from api.cli_schedule import LocalPrefectServer, free_port, register
+from flows.deployments import PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT, build_deployments
+from models.settings import Settings
+
+# api.cli registers the command itself once `api.cli_schedule` is among its extensions; until then, here.
+LAUNCH = (
+    "from api.cli import app\n"
+    "from api.cli_schedule import register\n"
+    "if 'schedule' not in {c.name or c.callback.__name__ for c in app.registered_commands}:\n"
+    "    register(app)\n"
+    "app(prog_name='groundswell')\n"
+)
+
+
+def deployments(api_url: str) -> dict[str, dict[str, Any]]:
+    response = httpx.post(f"{api_url}/deployments/filter", json={}, timeout=5.0)
+    response.raise_for_status()
+    return {d["name"]: d for d in response.json()}
+
+
+def crons(deployment: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    return [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in deployment["schedules"]]
+
+
+def test_deployments_carry_the_configured_schedules(settings: Settings) -> None:
+    custom = settings.model_copy(update={"pipeline_cron": "*/30 * * * *", "timezone": "Europe/Berlin"})
+    pipeline, report = build_deployments(custom)
+    assert (pipeline.flow_name, pipeline.name, report.flow_name, report.name) == (
+        "pipeline", PIPELINE_DEPLOYMENT, "weekly-report", REPORT_DEPLOYMENT)
+    assert [(s.schedule.cron, s.schedule.timezone) for s in pipeline.schedules] == [("*/30 * * * *", "Europe/Berlin")]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in report.schedules] == [("0 8 * * 1", "Europe/Berlin")]
+    assert report.parameters == {"deliver": True}
+
+
+def test_a_server_that_cannot_start_is_reported(tmp_path: Path) -> None:
+    impatient = LocalPrefectServer(tmp_path, port=free_port(), startup_timeout_s=0.5)
+    with pytest.raises(Exception, match="did not answer|exited"):
+        impatient.start()
+    assert impatient.process is not None and impatient.process.poll() is not None  # stopped, not left running
+
+
+def test_command_is_registered() -> None:
+    import typer
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None: ...
+
+    register(app)
+    result = CliRunner().invoke(app, ["schedule", "--help"])
+    assert result.exit_code == 0 and "cron schedules" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "GROUNDSWELL_"))}
+    env.update(GROUNDSWELL_DATA_DIR=str(tmp_path / "var"), GROUNDSWELL_TIMEZONE="Europe/Berlin",
+               GROUNDSWELL_PIPELINE_CRON="15 * * * *", PREFECT_HOME=str(tmp_path / "prefect-client"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    log = (tmp_path / "schedule.log").open("w+b")
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "schedule", "--port", str(port)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+    try:
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                found = deployments(api_url)
+            except httpx.HTTPError:
+                found = {}
+            if {PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT} <= found.keys():
+                break
+            time.sleep(1)
+        assert proc.poll() is None, (tmp_path / "schedule.log").read_text()
+        assert crons(found[PIPELINE_DEPLOYMENT]) == [("15 * * * *", "Europe/Berlin", True)]
+        assert crons(found[REPORT_DEPLOYMENT]) == [("0 8 * * 1", "Europe/Berlin", True)]
+        assert found[REPORT_DEPLOYMENT]["parameters"] == {"deliver": True}
+        assert (tmp_path / "var" / "prefect" / "server.log").is_file()  # its state lives under the data dir
+
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = (tmp_path / "schedule.log").read_text()
+    stopped = re.search(r"local Prefect server \(pid (\d+)\) stopped$", output, re.MULTILINE)
+    assert stopped, output
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(stopped.group(1)), 0)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{api_url}/health", timeout=2.0)
