@@ -8,7 +8,8 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
 3. **Ward tree** on the smoothed vectors, cut at a geometric grid of theme counts.
 4. **Refine** each candidate cut with Lloyd (k-means) iterations started from the cut's centroids.
 5. **Choose k** by the cosine silhouette of each refined candidate on the *raw* (unsmoothed) rows, with a
-   parsimony rule: the smallest k whose silhouette is within ``k_tolerance`` (relative) of the best.
+   parsimony rule: the smallest k whose silhouette is within ``k_tolerance`` (relative) of the best,
+   or a coarser k where the silhouette curve peaks within ``peak_tolerance`` of the best.
    Scoring the partition that would be returned, on the data itself, avoids the bias of scoring the
    smoothed rows, whose silhouette is inflated for clusters about ``n_neighbors`` in size. Silhouette
    alone tends to over-split; parsimony is the usual "simplest model close to the best" choice and is
@@ -133,6 +134,28 @@ def cosine_silhouette(X: np.ndarray, labels: np.ndarray, rows: np.ndarray | None
     return float(s.mean())
 
 
+def choose_theme_count(scores: dict[int, float], *, tolerance: float = 0.05, peak_tolerance: float = 0.10) -> int:
+    """The number of themes to keep, given a silhouette score per candidate count.
+
+    Parsimony first: the smallest count within ``tolerance`` (relative) of the best score. But silhouette
+    curves of feedback are often two-humped: a peak at the level of themes, then a rise again at the level
+    of near-identical phrasings (templates, copy-pasted replies), which can edge ahead. A count where the
+    curve peaks (higher than both neighbouring candidates) within ``peak_tolerance`` of the best is such a
+    natural coarser level, and wins over a finer count that merely scores a little higher.
+    """
+    if not scores:
+        raise ValueError("no candidate theme counts were scored")
+    ks = sorted(scores)
+    best = max(scores.values())
+    chosen = min(k for k in ks if scores[k] >= best - tolerance * abs(best))
+    for left, k, right in zip(ks, ks[1:], ks[2:], strict=False):
+        if k >= chosen:
+            break
+        if scores[k] > scores[left] and scores[k] > scores[right] and scores[k] >= best - peak_tolerance * abs(best):
+            return k
+    return chosen
+
+
 class ThemeClusterer(ClusterMixin, BaseEstimator):
     """Discover themes in unit-length embeddings, choosing the number of themes itself.
 
@@ -141,6 +164,8 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
         n_neighbors: neighbours averaged when smoothing the discovery sample.
         k_tolerance: relative silhouette slack (scored on the raw rows); the smallest k within it of the
             best k is chosen.
+        peak_tolerance: a coarser level that is a local silhouette peak within this relative slack of the
+            best is preferred to the choice above (see :func:`choose_theme_count`).
         outlier_fence: Tukey fence multiplier on each theme's similarity IQR; lower leaves more unassigned.
         max_hierarchy_size: at most this many items (sampled) build the tree that picks the themes.
         refine_iter: Lloyd iterations after the cut.
@@ -155,11 +180,13 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
     """
 
     def __init__(self, *, min_theme_size: int = 5, n_neighbors: int = 15, k_tolerance: float = 0.05,
-                 outlier_fence: float = 3.0, max_hierarchy_size: int = 6000, refine_iter: int = 10,
+                 peak_tolerance: float = 0.10, outlier_fence: float = 3.0, max_hierarchy_size: int = 6000,
+                 refine_iter: int = 10,
                  seed: int = 42) -> None:
         self.min_theme_size = min_theme_size
         self.n_neighbors = n_neighbors
         self.k_tolerance = k_tolerance
+        self.peak_tolerance = peak_tolerance
         self.outlier_fence = outlier_fence
         self.max_hierarchy_size = max_hierarchy_size
         self.refine_iter = refine_iter
@@ -201,8 +228,8 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             scores[k_real] = cosine_silhouette(sample, labels, rows)
         if not cuts:
             return np.zeros(m, dtype=np.int64)
+        k = choose_theme_count(scores, tolerance=self.k_tolerance, peak_tolerance=self.peak_tolerance)
         best = max(scores.values())
-        k = min(k for k, s in scores.items() if s >= best - self.k_tolerance * abs(best))
         log.info("theme count %d chosen (silhouette %.3f, best %.3f)", k, scores[k], best)
         return cuts[k]
 

@@ -140,3 +140,17 @@ def test_cosine_silhouette_matches_sklearn() -> None:
 
     X, y = sphere_blobs(n=200, centers=4)
     assert cosine_silhouette(X, y) == pytest.approx(silhouette_score(X, y, metric="cosine"), abs=1e-5)
+
+
+def test_theme_count_prefers_a_coarser_silhouette_peak_close_to_the_best() -> None:
+    from pipeline.clustering import choose_theme_count
+
+    # Two humps: themes at 26, near-identical phrasings at 254 that edge ahead.
+    curve = {15: 0.173, 20: 0.201, 26: 0.234, 33: 0.203, 55: 0.197, 152: 0.231, 197: 0.240, 254: 0.248, 327: 0.245}
+    assert choose_theme_count(curve) == 26
+    # Without a peak near the best, parsimony picks the smallest count within 5%.
+    rising = {10: 0.10, 20: 0.15, 40: 0.20, 80: 0.24, 160: 0.25, 320: 0.24}
+    assert choose_theme_count(rising) == 80
+    # A peak far below the best is not a natural level.
+    low_peak = {5: 0.10, 10: 0.15, 20: 0.12, 40: 0.20, 80: 0.25}
+    assert choose_theme_count(low_peak) == 80
