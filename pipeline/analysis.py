@@ -20,13 +20,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_scope
@@ -34,6 +36,7 @@ from models.settings import Settings
 from models.tables import (
     Account,
     AnalysisRun,
+    Embedding,
     Feedback,
     Opportunity,
     Source,
@@ -173,15 +176,27 @@ class Analyzer:
                 status="succeeded", finished_at=utcnow(), stats=summary.as_dict()))
         return summary
 
-    def fail(self, summary: AnalysisSummary, exc: BaseException) -> None:
-        with session_scope(self.factory) as session:
-            session.execute(update(AnalysisRun).where(AnalysisRun.id == summary.run_id).values(
-                status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}"[:2000]))
+    def fail(self, summary: AnalysisSummary, exc: BaseException, *, patience_s: float = 60.0) -> None:
+        """Mark the run failed. The failure may be the database going away, so keep trying for ``patience_s``:
+        a run must not stay ``running`` because the database was down for a few seconds when it failed."""
+        delay, deadline = 0.2, time.monotonic() + patience_s
+        while True:
+            try:
+                with session_scope(self.factory) as session:
+                    session.execute(update(AnalysisRun).where(AnalysisRun.id == summary.run_id).values(
+                        status="failed", finished_at=utcnow(), error=f"{type(exc).__name__}: {exc}"[:2000]))
+                return
+            except OperationalError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("analysis %d: cannot record the failure yet (database unreachable); retrying",
+                            summary.run_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def run(self, *, full: bool = False, now: dt.datetime | None = None,
             progress: Callable[[str], None] | None = None) -> AnalysisSummary:
         """Every step in order, outside any orchestrator (the Prefect flow calls the same steps as tasks)."""
-        import time
 
         started = time.perf_counter()
         summary = self.begin(full=full)
@@ -212,6 +227,7 @@ class Analyzer:
         with self.factory() as session:
             rows = session.execute(
                 select(Feedback.id, Feedback.text, Feedback.kind, Feedback.content_hash)
+                .join(Embedding, _has_vector(model_name))
                 .where(Feedback.needs_analysis.is_(True)).order_by(Feedback.id)
             ).tuples().all()
         done = 0
@@ -237,6 +253,7 @@ class Analyzer:
         with self.factory() as session:
             rows = session.execute(
                 select(Feedback.id, Feedback.text, Feedback.content_hash)
+                .join(Embedding, _has_vector(self.embedder.name))
                 .where(Feedback.duplicate_of.is_(None)).order_by(Feedback.id)
             ).tuples().all()
             vectors = load_vectors(session, self.embedder.name, [r[2] for r in rows])
@@ -534,10 +551,11 @@ class Analyzer:
                                                   window_weeks=s.momentum_window_weeks)
                 scored = score_opportunities(seg_items, accounts, seg_momentum, now=now, weights=weights,
                                              pipeline_weight=s.pipeline_weight, segment=segment)
+                strength = dict(zip(seg_momentum["theme_id"].astype(int), seg_momentum["emerging_strength"],
+                                    strict=True))
                 for r in scored.to_dict("records"):
                     metrics = dict(r["metrics"])
-                    strength = seg_momentum.loc[seg_momentum["theme_id"] == r["theme_id"], "emerging_strength"]
-                    metrics["emerging_strength"] = float(strength.iloc[0]) if len(strength) else 0.0
+                    metrics["emerging_strength"] = float(strength.get(int(r["theme_id"]), 0.0))
                     rows.append({
                         "theme_id": int(r["theme_id"]), "run_id": summary.run_id, "segment": segment or "all",
                         "score": float(r["score"]), "rank": int(r["rank"]), "tier": str(r["tier"]),
@@ -547,6 +565,12 @@ class Analyzer:
             if rows:
                 session.execute(Opportunity.__table__.insert(), rows)
             summary.opportunities = sum(1 for r in rows if r["segment"] == "all")
+
+
+def _has_vector(model: str) -> ColumnElement[bool]:
+    """Join condition of feedback to its vector. Items stored (or edited) after the embed step have none yet:
+    concurrent writers never stop a run, and those items keep ``needs_analysis`` for the next one."""
+    return (Embedding.content_hash == Feedback.content_hash) & (Embedding.model == model)
 
 
 def _member_centroids(X: np.ndarray, labels: np.ndarray, fallback: np.ndarray) -> np.ndarray:

@@ -227,11 +227,12 @@ class ThemeLabeler:
                             and all(unigram_score.get(w, 0.0) >= floor for w in other_words)):
                         term, words = other, other_words
                         break
-            if any(w in used for w in words) or len(set(words)) < len(words):
-                continue
+            stems = [_stem(w) for w in words]
+            if any(w in used for w in stems) or len(set(stems)) < len(stems):
+                continue  # "Dashboard / Dashboards" says one thing twice
             phrases.append(term)
-            used.update(words)
-        surface = _surface_forms(used, theme_texts)
+            used.update(stems)
+        surface = _surface_forms({w for phrase in phrases for w in phrase.split()}, theme_texts)
         pretty = []
         for phrase in phrases:
             words = [surface.get(w, w) for w in phrase.split()]
@@ -245,6 +246,15 @@ class ThemeLabeler:
         if len(label) > self.max_label_chars:
             label = label[: self.max_label_chars].rsplit(" ", 1)[0].rstrip(" /")
         return label or self.fallback_label
+
+
+def _stem(word: str) -> str:
+    """A crude singular: enough to see that "dashboards" repeats "dashboard" (not a general stemmer)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def _surface_forms(words: Iterable[str], texts: np.ndarray, sample: int = 2000) -> dict[str, str]:
