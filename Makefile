@@ -41,6 +41,8 @@ run: install
 	$(GS) db upgrade
 	$(GS) demo load
 	$(GS) analyze
+	@echo "An admin key for the API and the pages (log in at http://127.0.0.1:8000/login):"
+	@$(GS) keys create --role admin --name make-run | tail -n 1
 	$(GS) serve --host 127.0.0.1 --port 8000
 
 lint: install-dev
