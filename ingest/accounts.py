@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ingest.records import LIFECYCLES, AccountRecord, AccountRef
@@ -66,16 +66,18 @@ class AccountResolver:
     Counts the accounts it creates in ``created``.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, preload: bool = True) -> None:
         self.session = session
         self.created = 0
+        self.preload = preload
         self._by_ext: dict[str, int] = {}
         self._by_domain: dict[str, int] = {}
         self._by_name: dict[str, int] = {}
-        for acc_id, key, domain, ext in session.execute(
-            select(Account.id, Account.name_key, Account.domain, Account.external_ids)
-        ):
-            self._remember(acc_id, key, domain, ext or {})
+        if preload:  # a sync resolves thousands of refs: one query up front beats one per ref
+            for acc_id, key, domain, ext in session.execute(
+                select(Account.id, Account.name_key, Account.domain, Account.external_ids)
+            ):
+                self._remember(acc_id, key, domain, ext or {})
 
     def _remember(self, acc_id: int, key: str, domain: str | None, ext: dict[str, Any]) -> None:
         self._by_name.setdefault(key, acc_id)
@@ -85,6 +87,8 @@ class AccountResolver:
             self._by_ext[f"{system}:{value}"] = acc_id
 
     def find(self, ref: AccountRef) -> int | None:
+        if not self.preload:
+            self._load_candidates(ref)
         if ref.external_id and ref.system:
             hit = self._by_ext.get(f"{ref.system}:{ref.external_id}")
             if hit is not None:
@@ -95,6 +99,23 @@ class AccountResolver:
         if ref.name and ref.name.strip():
             return self._by_name.get(name_key(ref.name))
         return None
+
+    def _load_candidates(self, ref: AccountRef) -> None:
+        """Without a preload (one field note), fetch just the accounts this ref could name."""
+        domain = normalize_domain(ref.domain)
+        conditions = []
+        if domain:
+            conditions.append(Account.domain == domain)
+        if ref.name and ref.name.strip():
+            conditions.append(Account.name_key == name_key(ref.name)[:300])
+        if ref.external_id and ref.system:
+            conditions.append(Account.external_ids[ref.system].as_string() == str(ref.external_id))
+        if not conditions:
+            return
+        for acc_id, key, acc_domain, ext in self.session.execute(
+            select(Account.id, Account.name_key, Account.domain, Account.external_ids).where(or_(*conditions))
+        ):
+            self._remember(acc_id, key, acc_domain, ext or {})
 
     def resolve(self, ref: AccountRef | None) -> int | None:
         """The id of the account ``ref`` names, creating an unknown account when needed."""

@@ -82,7 +82,7 @@ def submit_field_note(session: Session, *, text: str, submitted_by: str, account
         deal_stage=deal_stage, deal_amount=deal_amount,
     )
     writer = FeedbackWriter(session, source, redact_pii=redact_pii, store_raw_text=store_raw_text,
-                            max_text_bytes=max_text_bytes)
+                            max_text_bytes=max_text_bytes, preload_accounts=False)
     try:
         # A savepoint, so a concurrent twin that wins the insert leaves this transaction usable.
         with session.begin_nested():

@@ -67,16 +67,17 @@ class FeedbackWriter:
         redact_pii: replace PII by typed placeholders.
         store_raw_text: also keep the text as received.
         max_text_bytes: longer texts are rejected.
+        preload_accounts: load every account up front (bulk writes); off for a single item.
     """
 
     def __init__(self, session: Session, source: Source, *, redact_pii: bool = True,
-                 store_raw_text: bool = False, max_text_bytes: int = 100_000) -> None:
+                 store_raw_text: bool = False, max_text_bytes: int = 100_000, preload_accounts: bool = True) -> None:
         self.session = session
         self.source = source
         self.redact_pii = redact_pii
         self.store_raw_text = store_raw_text
         self.max_text_bytes = max_text_bytes
-        self.accounts = AccountResolver(session)
+        self.accounts = AccountResolver(session, preload=preload_accounts)
         self._insert = insert_for(session)
 
     # -- validation -------------------------------------------------------------------------
@@ -219,10 +220,15 @@ class FeedbackWriter:
             set_={"payload": stmt.excluded.payload, "reason": stmt.excluded.reason},
         )
         self.session.execute(stmt, [
-            {"source_id": self.source.id, "stream": stream, "record_key": r.record_key[:512],
-             "payload": r.payload, "reason": r.reason, "created_at": now}
+            # A quarantined payload may hold NUL, which PostgreSQL text cannot store; keep it visible, escaped.
+            {"source_id": self.source.id, "stream": stream, "record_key": _no_nul(r.record_key)[:512],
+             "payload": _no_nul(r.payload), "reason": _no_nul(r.reason), "created_at": now}
             for r in rejections
         ])
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\\x00")
 
 
 def _has_surrogates(text: str) -> bool:

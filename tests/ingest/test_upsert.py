@@ -109,3 +109,22 @@ def test_records_without_id_are_each_kept_in_quarantine(sessions) -> None:
             assert stats.rejected == 3
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(RejectedRecord)) == 3
+
+
+def test_resolver_without_preload_finds_accounts_by_external_id_domain_and_name(sessions) -> None:
+    from ingest.accounts import AccountResolver
+    from ingest.records import AccountRecord, AccountRef
+
+    with sessions.begin() as session:
+        resolver = AccountResolver(session)
+        acme = resolver.upsert(AccountRecord(name="Acme, Inc.", domain="acme.com", external_ids={"sf": "001A"}),
+                               system="sf")
+        other = resolver.upsert(AccountRecord(name="Globex", domain="globex.io"))
+    with sessions.begin() as session:
+        lazy = AccountResolver(session, preload=False)
+        assert lazy.resolve(AccountRef(external_id="001A", system="sf")) == acme
+        assert lazy.resolve(AccountRef(domain="jane@globex.io")) == other
+        assert lazy.resolve(AccountRef(name="ACME")) == acme
+        assert lazy.created == 0
+        new = lazy.resolve(AccountRef(name="Initech"))
+        assert new not in (acme, other) and lazy.created == 1
