@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.cache import ListCache
 from api.errors import ApiError, TooManyRequests
 from api.jobs import JobRunner, ThreadJobRunner
 from api.search_index import VectorIndex
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.embedder = embedder if embedder is not None else default_embedder(settings)
     app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
     app.state.vector_index = VectorIndex()
+    app.state.list_cache = ListCache()
     app.state.note_limiter = RateLimiter(rate=note_rate[0], burst=note_rate[1])
     app.state.login_limiter = RateLimiter(rate=login_rate[0], burst=login_rate[1])
 

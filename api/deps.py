@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -25,22 +29,33 @@ PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/
 LAST_USED_RESOLUTION = dt.timedelta(minutes=5)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A session per request: committed when the route returns normally, rolled back on error."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request: committed when the route returns normally, rolled back on error.
+
+    Async, so opening and closing it costs no threadpool hop: a session connects on its first query, and
+    :class:`TransactionalRoute` ends the transaction in the endpoint's own thread, so by the time this
+    resumes there is normally nothing left to commit. A transaction still open (a route outside
+    TransactionalRoute) is finished in the threadpool, never on the event loop.
+    """
     # Safe methods read only: on SQLite their sessions do not queue behind writers for the write lock.
     factory = request.app.state.read_sessions if request.method in ("GET", "HEAD") else request.app.state.sessions
     session: Session = factory()
     try:
         yield session
-        session.commit()
+        if session.in_transaction():
+            await run_in_threadpool(session.commit)
     except BaseException:
-        session.rollback()
+        if session.in_transaction():
+            await run_in_threadpool(session.rollback)
         raise
     finally:
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -133,7 +148,7 @@ def require_role(*roles: str) -> Callable[..., Principal]:
         raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
     allowed = frozenset(roles) | {"admin"}
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    async def dependency(principal: PrincipalDep) -> Principal:  # async: a pure check needs no thread
         if principal.role not in allowed:
             raise HTTPException(
                 status_code=403,
@@ -174,18 +189,48 @@ class TransactionalRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
 
 
+# One per SQLite engine: this process's writers queue here, in order, instead of in SQLite's busy handler.
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+SQLITE_WRITER_WAIT_S = 60.0
+
+
+def _sqlite_writer_lock(session: Session) -> threading.Lock | None:
+    """The in-process writer lock of a SQLite write session; None for read sessions and other databases.
+
+    SQLite lets one writer in at a time, and its busy handler makes the others poll with sleeps of up to
+    100 ms: under a burst of writes (a thousand field notes at once) some waiters lose every poll until
+    the busy timeout and fail with "database is locked". Queueing on a lock first lets each waiter in
+    as soon as the one before it commits; other processes still meet the busy timeout as before.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or bind.get_execution_options().get("sqlite_begin") == "DEFERRED":
+        return None
+    with _SQLITE_WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(bind)
+        if lock is None:
+            lock = _SQLITE_WRITERS[bind] = threading.Lock()
+    return lock
+
+
 def _transactional(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     def run(*args: Any, **kwargs: Any) -> Any:
         sessions = [v for v in kwargs.values() if isinstance(v, Session)]
-        try:
-            result = endpoint(*args, **kwargs)
-            for session in sessions:
-                session.commit()
-            return result
-        except BaseException:
-            for session in sessions:
-                session.rollback()
-            raise
+        with ExitStack() as held:
+            for lock in {id(lk): lk for s in sessions if (lk := _sqlite_writer_lock(s)) is not None}.values():
+                if not lock.acquire(timeout=SQLITE_WRITER_WAIT_S):
+                    raise HTTPException(status_code=503, detail="the database is busy; retry shortly",
+                                        headers={"Retry-After": "1"})
+                held.callback(lock.release)
+            try:
+                result = endpoint(*args, **kwargs)
+                for session in sessions:
+                    session.commit()
+                return result
+            except BaseException:
+                for session in sessions:
+                    session.rollback()
+                raise
 
     return run

@@ -313,6 +313,7 @@ def submit_note(
     values = {"text": text, "account_name": account_name, "deal_stage": deal_stage, "deal_amount": deal_amount,
               "tags": tags, "idempotency_key": idempotency_key}
     errors: dict[str, str] = {}
+    status_code = 422
     try:
         note = FieldNoteIn(
             text=text, account_name=account_name or None, account_domain=None, deal_stage=deal_stage or None,
@@ -327,8 +328,9 @@ def submit_note(
             errors.setdefault(field, str(err["msg"]).removeprefix("Value error, "))
     except ApiError as exc:
         errors[(exc.field or "body.text").rsplit(".", 1)[-1]] = exc.detail
+        status_code = exc.status  # 429 when rate-limited, so a client can tell waiting from fixing the note
     if errors:
-        return _note_form(request, session, user, values=values, errors=errors, status_code=422)
+        return _note_form(request, session, user, values=values, errors=errors, status_code=status_code)
     return RedirectResponse(f"/notes/{feedback_id}", status_code=303)
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from api.errors import InvalidInput, NotFound
 from api.schemas import (
@@ -122,19 +122,27 @@ def feedback_out(item: Feedback, theme: ThemeRef | None = None) -> FeedbackOut:
 
 
 def theme_refs(session: Session, feedback_ids: Sequence[int]) -> dict[int, ThemeRef]:
-    """The theme of each item (following a merge to the surviving theme)."""
+    """The theme of each item (following a merge to the surviving theme), in two queries at most."""
     if not feedback_ids:
         return {}
     rows = session.execute(
-        select(ThemeAssignment.feedback_id, ThemeAssignment.method, ThemeAssignment.similarity, Theme)
+        select(ThemeAssignment.feedback_id, ThemeAssignment.method, ThemeAssignment.similarity, Theme.id,
+               Theme.label, Theme.label_override, Theme.status, Theme.merged_into_id)
         .join(Theme, Theme.id == ThemeAssignment.theme_id)
         .where(ThemeAssignment.feedback_id.in_(list(feedback_ids)))
-    ).all()
+    ).tuples().all()
+    survivors = {into for *_, status, into in rows if status == "merged" and into is not None}
+    labels: dict[int, str] = {}
+    if survivors:
+        labels = {tid: override or label for tid, label, override in session.execute(
+            select(Theme.id, Theme.label, Theme.label_override).where(Theme.id.in_(survivors))).tuples()}
     out: dict[int, ThemeRef] = {}
-    for fid, method, similarity, theme in rows:
-        if theme.status == "merged" and theme.merged_into_id is not None:
-            theme = session.get(Theme, theme.merged_into_id) or theme
-        out[fid] = ThemeRef(id=theme.id, label=theme.display_label, method=method, similarity=similarity)
+    for fid, method, similarity, theme_id, label, override, status, into in rows:
+        if status == "merged" and into is not None and into in labels:
+            theme_id, shown = into, labels[into]
+        else:
+            shown = override or label
+        out[fid] = ThemeRef(id=theme_id, label=shown, method=method, similarity=similarity)
     return out
 
 
@@ -163,12 +171,21 @@ def get_feedback(session: Session, feedback_id: int) -> Feedback:
 
 
 # -- themes --------------------------------------------------------------------------------------------
+def latest_run_select() -> Select[tuple[int]]:
+    """The id of the latest succeeded full or incremental analysis that scored opportunities.
+
+    Newest run first with an EXISTS probe, so the answer comes from the first few runs instead of a scan
+    of every opportunity ever scored.
+    """
+    scored = select(Opportunity.id).where(Opportunity.run_id == AnalysisRun.id).exists()
+    return (select(AnalysisRun.id)
+            .where(AnalysisRun.status == "succeeded", AnalysisRun.kind.in_(ANALYSIS_KINDS), scored)
+            .order_by(AnalysisRun.id.desc()).limit(1))
+
+
 def latest_run_id(session: Session) -> int | None:
     """The latest succeeded full or incremental analysis that scored opportunities."""
-    return session.scalar(
-        select(func.max(Opportunity.run_id)).join(AnalysisRun, AnalysisRun.id == Opportunity.run_id)
-        .where(AnalysisRun.status == "succeeded", AnalysisRun.kind.in_(ANALYSIS_KINDS))
-    )
+    return session.scalar(latest_run_select())
 
 
 def weekly_series(session: Session, theme_ids: Iterable[int], *, weeks: int = 12) -> dict[int, list[WeekPoint]]:
@@ -233,7 +250,7 @@ def list_themes(session: Session, *, status: str | None = "active", segment: str
     run_id = latest_run_id(session)
     opp_join = and_(Opportunity.theme_id == Theme.id, Opportunity.run_id == (run_id or -1),
                     Opportunity.segment == segment)
-    stmt = select(Theme, Opportunity).outerjoin(Opportunity, opp_join)
+    stmt = select(Theme, Opportunity).outerjoin(Opportunity, opp_join).options(defer(Theme.centroid))
     if status is not None:
         stmt = stmt.where(Theme.status == status)
     if trend:
@@ -351,7 +368,7 @@ def list_opportunities(session: Session, *, segment: str = "all", limit: int = 2
     if run_id is None:
         return []
     rows = session.execute(
-        select(Opportunity, Theme).join(Theme, Theme.id == Opportunity.theme_id)
+        select(Opportunity, Theme).join(Theme, Theme.id == Opportunity.theme_id).options(defer(Theme.centroid))
         .where(Opportunity.run_id == run_id, Opportunity.segment == segment, Theme.status == "active")
         .order_by(Opportunity.rank, Opportunity.score.desc(), Theme.id).limit(limit)
     ).tuples().all()

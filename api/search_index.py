@@ -2,7 +2,7 @@
 
 The vectors of a model are loaded once into a float32 matrix and reused until the embedding table
 changes (its row count or newest ``created_at`` for that model), so a search over 100k items is one
-matrix-vector product instead of a table scan.
+matrix product instead of a table scan; concurrent searches share one product (see :class:`_ScoreBatcher`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,50 @@ class _Matrix:
     vectors: np.ndarray  # (n, dim) float32, unit rows
 
 
+@dataclass(eq=False, slots=True)
+class _Query:
+    matrix: _Matrix
+    vector: np.ndarray  # (dim,) float32
+    scores: np.ndarray | None = None  # (n,) float32, once computed
+
+
+class _ScoreBatcher:
+    """Scores concurrent queries against a matrix in one matrix-matrix product.
+
+    A product reads the whole matrix (150 MB for 100k vectors of 384 floats), so one query at a time is
+    bound by memory bandwidth; queries that arrive while a product runs wait and are scored together in
+    the next one, which reads the matrix once for all of them.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: list[_Query] = []
+        self._busy = False
+
+    def scores(self, matrix: _Matrix, vector: np.ndarray) -> np.ndarray:
+        query = _Query(matrix, np.ascontiguousarray(vector, dtype=np.float32).reshape(-1))
+        with self._cond:
+            self._waiting.append(query)
+            while self._busy and query.scores is None:
+                self._cond.wait()
+            if query.scores is not None:
+                return query.scores
+            self._busy = True  # this thread scores everything waiting, its own query included
+            batch, self._waiting = self._waiting, []
+        try:
+            for m in {id(q.matrix): q.matrix for q in batch}.values():
+                group = [q for q in batch if q.matrix is m]
+                product = m.vectors @ np.stack([q.vector for q in group], axis=1)  # (n, b)
+                for j, q in enumerate(group):
+                    q.scores = np.ascontiguousarray(product[:, j])
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        assert query.scores is not None
+        return query.scores
+
+
 class VectorIndex:
     """In-memory matrices of stored embeddings, one per model.
 
@@ -40,38 +84,56 @@ class VectorIndex:
         self._matrices: dict[str, _Matrix] = {}
         self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._batcher = _ScoreBatcher()
 
     def _version(self, session: Session, model: str) -> tuple[int, Any]:
-        count, newest = session.execute(
-            select(func.count(), func.max(Embedding.created_at)).where(Embedding.model == model)
-        ).one()
-        return int(count), newest
+        # Two statements: with both aggregates in one, SQLite reads every row's created_at instead of
+        # taking the max from the end of the (model, created_at) index.
+        count = session.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == model))
+        newest = session.scalar(select(func.max(Embedding.created_at)).where(Embedding.model == model))
+        return int(count or 0), newest
 
     def matrix(self, session: Session, model: str) -> _Matrix:
-        with self._lock:
+        """The model's matrix; rebuilt when the table changed since it was loaded.
+
+        Once loaded, at most one request at a time checks for changes (every ``recheck_s``); the others keep
+        using the loaded matrix meanwhile instead of queueing behind the check.
+        """
+        now = time.monotonic()
+        cached = self._matrices.get(model)
+        if cached is not None and (now - self._checked.get(model, 0.0) < self.recheck_s
+                                   or not self._lock.acquire(blocking=False)):
+            return cached
+        if cached is None:
+            self._lock.acquire()  # nothing to serve yet: wait for whoever loads it
+        try:
             cached = self._matrices.get(model)
-            now = time.monotonic()
-            if cached is not None and now - self._checked.get(model, 0.0) < self.recheck_s:
+            if cached is not None and time.monotonic() - self._checked.get(model, 0.0) < self.recheck_s:
                 return cached
             version = self._version(session, model)
             if cached is None or cached.version != version:
-                rows = session.execute(
-                    select(Embedding.content_hash, Embedding.dim, Embedding.vector).where(Embedding.model == model)
-                ).all()
-                dims = {dim for _, dim, _ in rows}
-                dim = max(dims) if dims else 0
-                hashes = np.empty(len(rows), dtype=object)
-                vectors = np.zeros((len(rows), dim), dtype=np.float32)
-                for i, (content_hash, row_dim, blob) in enumerate(rows):
-                    hashes[i] = content_hash
-                    if row_dim == dim and len(blob) == 4 * dim:
-                        vectors[i] = np.frombuffer(blob, dtype=np.float32)
-                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-                np.divide(vectors, norms, out=vectors, where=norms > 0)
-                cached = _Matrix(version=version, hashes=hashes, vectors=vectors)
+                cached = self._load(session, model, version)
                 self._matrices[model] = cached
-            self._checked[model] = now
+            self._checked[model] = time.monotonic()
             return cached
+        finally:
+            self._lock.release()
+
+    def _load(self, session: Session, model: str, version: tuple[int, Any]) -> _Matrix:
+        rows = session.execute(
+            select(Embedding.content_hash, Embedding.dim, Embedding.vector).where(Embedding.model == model)
+        ).all()
+        dims = {dim for _, dim, _ in rows}
+        dim = max(dims) if dims else 0
+        hashes = np.empty(len(rows), dtype=object)
+        vectors = np.zeros((len(rows), dim), dtype=np.float32)
+        for i, (content_hash, row_dim, blob) in enumerate(rows):
+            hashes[i] = content_hash
+            if row_dim == dim and len(blob) == 4 * dim:
+                vectors[i] = np.frombuffer(blob, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        np.divide(vectors, norms, out=vectors, where=norms > 0)
+        return _Matrix(version=version, hashes=hashes, vectors=vectors)
 
     def search(self, session: Session, model: str, query: np.ndarray, filters: FeedbackFilters, *,
                limit: int = 20) -> list[SearchHit]:
@@ -83,24 +145,28 @@ class VectorIndex:
         m = self.matrix(session, model)
         if m.vectors.shape[0] == 0 or query.shape[-1] != m.vectors.shape[1]:
             return []
-        scores = m.vectors @ query.astype(np.float32).reshape(-1)
+        scores = self._batcher.scores(m, query)
         n = scores.shape[0]
         want = limit * 5
-        hits: list[tuple[float, Feedback]] = []
+        ranked: list[tuple[float, int]] = []
         while True:
             k = min(n, want)
             top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-            top = top[np.argsort(-scores[top], kind="stable")]
             by_hash = {str(m.hashes[i]): float(scores[i]) for i in top}
             keys = list(by_hash)
-            items: list[Feedback] = []
+            ranked = []
             for start in range(0, len(keys), 5000):  # bounded IN lists (SQLite's variable limit)
-                stmt = filters.apply(select(Feedback).where(Feedback.content_hash.in_(keys[start:start + 5000])))
-                items.extend(session.scalars(stmt).unique())
-            hits = sorted(((by_hash[f.content_hash], f) for f in items), key=lambda h: (-h[0], h[1].id))
-            if len(hits) >= limit or k >= n:
+                # Ids and hashes only: the candidates outnumber the hits, and whole rows (with their
+                # account, source and JSON columns) are loaded below for the hits alone.
+                stmt = filters.apply(select(Feedback.id, Feedback.content_hash)
+                                     .where(Feedback.content_hash.in_(keys[start:start + 5000])))
+                ranked.extend((by_hash[h], fid) for fid, h in session.execute(stmt).tuples())
+            if len(ranked) >= limit or k >= n:
                 break
             want *= 10
-        hits = hits[:limit]
+        ranked = sorted(set(ranked), key=lambda h: (-h[0], h[1]))[:limit]
+        rows = {f.id: f for f in session.scalars(
+            select(Feedback).where(Feedback.id.in_([fid for _, fid in ranked]))).unique()}
+        hits = [(s, rows[fid]) for s, fid in ranked if fid in rows]
         outs = feedback_outs(session, [f for _, f in hits])
         return [SearchHit(score=round(s, 6), feedback=o) for (s, _), o in zip(hits, outs, strict=True)]

@@ -1,11 +1,25 @@
-"""API latency under load: demo-like data scaled to N items, 20 concurrent clients against a real uvicorn.
+"""API latency under load: demo data scaled to N items, 20 concurrent clients against a real uvicorn.
 
-Prints p50/p95 of GET /v1/opportunities, GET /v1/themes, GET /v1/search and POST /v1/feedback per backend,
-then posts 1,000 field notes at once (and again, as retries with the same idempotency keys) and checks each
-is stored exactly once.
+    python -m benchmarks.api_latency --backend sqlite --items 100000
+    python -m benchmarks.api_latency --backend postgresql --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/gs_bench_api
+    python -m benchmarks.api_latency --backend sqlite --search-model all-MiniLM-L6-v2 --only search
 
-    python benchmarks/api_latency.py --backend sqlite --items 100000
-    python benchmarks/api_latency.py --backend postgresql --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/gs_bench_api
+The data is the demo generator's, repeated under distinct sources until there are ``--items`` items, and
+analysed by the real :class:`pipeline.analysis.Analyzer` (a full run with ``--build-model``, the hashing
+embedder by default, for speed): themes, assignments, weekly stats and opportunity scores are all the
+analysis's own. The analysed SQLite database is cached under ``var/bench`` and copied (row for row) into
+PostgreSQL for that backend.
+
+The server is ``uvicorn`` in its own process (one worker, h11, asyncio loop, no access log) built by
+:func:`create_app` with ``--search-model`` as the configured embedder, so search embeds each query with
+that model. Search compares the query with stored vectors of the same model; when the database holds
+none for it (a real sentence-transformers model over 100k texts takes too long to embed here), the
+``--build-model`` vectors are stored again under the search model's name: the matrix and the query
+embedding then cost what they would in production, though the hits mean nothing.
+
+Prints p50/p95 of GET /v1/opportunities, GET /v1/themes, GET /v1/search and POST /v1/feedback, then posts
+1,000 field notes at once (and again, as retries with the same idempotency keys) and checks in the
+database that each idempotency key was stored exactly once.
 """
 
 from __future__ import annotations
@@ -13,216 +27,396 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import hashlib
-import random
+import json
+import os
+import shutil
+import signal
 import socket
-import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
-from sqlalchemy import func, insert, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.engine import Engine, make_url
 
-from api.app import create_app
-from api.routes.keys import create_key
 from models import migrate
 from models.db import make_engine, make_session_factory, session_scope
-from models.settings import Settings
-from models.tables import (
-    Account,
-    AnalysisRun,
-    Embedding,
-    Feedback,
-    Opportunity,
-    Source,
-    Theme,
-    ThemeAssignment,
-    ThemeStat,
-    utcnow,
-)
-from pipeline.embedding import HashingEmbedder
+from models.tables import Base, Embedding, Feedback, Source
 
-TOPICS = ["export to excel", "single sign on", "slack integration", "mobile app offline", "dark mode",
-          "api rate limits", "bulk edit", "audit log", "custom fields", "salesforce sync", "gantt chart",
-          "time tracking", "two factor auth", "data residency eu", "webhooks retries", "csv import errors",
-          "search is slow", "dashboard filters", "role permissions", "invoice pdf", "calendar sync",
-          "kanban swimlanes", "email notifications", "zapier", "jira integration", "recurring tasks",
-          "templates", "public api docs", "sandbox environment", "sso scim provisioning"]
-PHRASES = ["we really need {t}", "{t} is blocking our rollout", "customers keep asking about {t}",
-           "please improve {t}", "{t} does not work for large teams", "any update on {t}?"]
+ROOT = Path(__file__).resolve().parents[1]
+CACHE_DIR = ROOT / "var" / "bench"
+NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+SEARCH_QUERIES = ["export to excel keeps failing", "single sign-on with okta", "slow dashboard loading",
+                  "salesforce sync duplicates", "mobile app crashes offline", "pricing too expensive"]
 
 
 class NoJobs:
+    """The benchmark starts no background jobs."""
+
     def submit(self, kind: str, **params: Any) -> int:
-        return int(params["run_id"])
+        return int(params.get("run_id", 0))
 
 
-def prepare_database(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        admin = make_engine(parsed.set(database="postgres").render_as_string(hide_password=False))
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            exists = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s",
-                                          (parsed.database,)).first()
-            if not exists:
-                conn.exec_driver_sql(f'CREATE DATABASE "{parsed.database}"')
-        admin.dispose()
-        engine = make_engine(url)
-        with engine.begin() as conn:  # our own dedicated benchmark database: start clean
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-        engine.dispose()
+# -- data ---------------------------------------------------------------------------------------------
+def build_dataset(path: Path, n_items: int, model: str) -> dict[str, Any]:
+    """Demo copies up to ``n_items`` items in a SQLite file, analysed by the real Analyzer (one full run)."""
+    from ingest.accounts import AccountResolver
+    from ingest.demo import DEMO_SOURCES, generate_demo
+    from ingest.upsert import FeedbackWriter, get_or_create_source
+    from models.settings import Settings
+    from pipeline.analysis import Analyzer
+    from pipeline.embedding import make_embedder
 
-
-def seed(url: str, n_items: int, embedder: HashingEmbedder, seed_value: int = 7) -> None:
-    rng = random.Random(seed_value)
-    engine = make_engine(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".building")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    engine = make_engine(f"sqlite:///{tmp}")
     migrate.upgrade(engine)
-    now = utcnow()
+    factory = make_session_factory(engine)
     t0 = time.perf_counter()
-    with engine.begin() as conn:
-        source_id = conn.execute(insert(Source).values(name="bench", kind="demo", config={}).returning(Source.id)
-                                 ).scalar_one()
-        accounts = [{"name": f"Account {i}", "name_key": f"account {i}", "domain": f"account{i}.com",
-                     "segment": rng.choice(["enterprise", "mid_market", "smb"]), "arr": rng.choice([0, 5e3, 5e4, 2e5]),
-                     "lifecycle": "customer", "open_pipeline": 0.0, "external_ids": {}} for i in range(2000)]
-        conn.execute(insert(Account), accounts)
-        account_ids = list(conn.execute(select(Account.id)).scalars())
-        theme_rows = [{"label": t, "keywords": t.split(), "quotes": [], "size": 0, "status": "active",
-                       "trend": rng.choice(["new", "emerging", "growing", "stable", "fading"])} for t in TOPICS]
-        conn.execute(insert(Theme), theme_rows)
-        theme_ids = list(conn.execute(select(Theme.id).order_by(Theme.id)).scalars())
-        run_id = conn.execute(insert(AnalysisRun).values(kind="full", status="succeeded", started_at=now,
-                                                          finished_at=now, stats={}).returning(AnalysisRun.id)
-                              ).scalar_one()
-        for start in range(0, n_items, 5000):
-            rows, texts, topics = [], [], []
-            for i in range(start, min(n_items, start + 5000)):
-                topic = rng.randrange(len(TOPICS))
-                text = rng.choice(PHRASES).format(t=TOPICS[topic]) + f" (ref {i})"
-                texts.append(text)
-                topics.append(topic)
-                rows.append({"source_id": source_id, "external_id": f"b-{i}", "kind": "ticket", "text": text,
-                             "content_hash": hashlib.sha256(text.encode()).hexdigest(),
-                             "account_id": rng.choice(account_ids),
-                             "occurred_at": now - dt.timedelta(minutes=rng.randrange(16 * 7 * 24 * 60)),
-                             "ingested_at": now, "updated_at": now, "flags": {}, "competitors": [], "tags": [],
-                             "needs_analysis": False})
-            conn.execute(insert(Feedback), rows)
-            ids = conn.execute(select(Feedback.id, Feedback.content_hash).where(
-                Feedback.external_id.in_([r["external_id"] for r in rows]))).all()
-            by_hash = {h: fid for fid, h in ids}
-            vectors = embedder.encode(texts)
-            conn.execute(insert(ThemeAssignment), [
-                {"feedback_id": by_hash[r["content_hash"]], "theme_id": theme_ids[t], "similarity": 0.8,
-                 "method": "cluster", "pinned": False, "assigned_at": now} for r, t in zip(rows, topics, strict=True)])
-            conn.execute(insert(Embedding), [
-                {"content_hash": r["content_hash"], "model": embedder.name, "dim": embedder.dim,
-                 "vector": v.tobytes(), "created_at": now} for r, v in zip(rows, vectors, strict=True)])
-        monday = dt.date.today() - dt.timedelta(days=dt.date.today().weekday())
-        stats, opps = [], []
-        for rank, theme_id in enumerate(theme_ids, start=1):
-            for w in range(16):
-                start_day = monday - dt.timedelta(weeks=15 - w)
-                iso = start_day.isocalendar()
-                stats.append({"theme_id": theme_id, "week": f"{iso.year}-W{iso.week:02d}", "week_start": start_day,
-                              "items": rng.randrange(50, 400), "accounts": rng.randrange(10, 100), "arr": 1e5,
-                              "open_pipeline": 0.0, "intents": {}, "sources": {}})
-            for segment in ("all", "enterprise", "mid_market", "smb"):
-                opps.append({"theme_id": theme_id, "run_id": run_id, "segment": segment, "score": 100.0 - rank,
-                             "rank": rank, "tier": "important", "components": {"momentum": rng.random()},
-                             "metrics": {}, "rationale": f"rank {rank}", "created_at": now})
-        conn.execute(insert(ThemeStat), stats)
-        conn.execute(insert(Opportunity), opps)
-    print(f"  seeded {n_items:,} items in {time.perf_counter() - t0:.0f}s")
+    stored, copy = 0, 0
+    while stored < n_items:
+        data = generate_demo(seed=100 + copy, now=NOW)
+        with session_scope(factory) as session:
+            resolver = AccountResolver(session)
+            for account in data.accounts:
+                resolver.upsert(account)
+        by_source: dict[tuple[str, str], list[Any]] = {}
+        for name, record in data.items[: n_items - stored]:
+            by_source.setdefault((f"{name}-{copy}", DEMO_SOURCES[name]), []).append(record)
+            stored += 1
+        for (name, kind), records in by_source.items():
+            for start in range(0, len(records), 5000):
+                with session_scope(factory) as session:
+                    source = get_or_create_source(session, name=name, kind=kind)
+                    FeedbackWriter(session, source).write(records[start:start + 5000])
+        copy += 1
+    loaded_s = time.perf_counter() - t0
+    settings = Settings(data_dir=path.parent, embedding_model=model, _env_file=None)  # type: ignore[call-arg]
+    t1 = time.perf_counter()
+    summary = Analyzer(factory, settings, make_embedder(model)).run(full=True, now=NOW)
+    analysed_s = time.perf_counter() - t1
+    engine.dispose()
+    os.replace(tmp, path)
+    info = {"items": stored, "copies": copy, "load_s": round(loaded_s), "analysis_s": round(analysed_s),
+            "themes": summary.themes, "opportunities": summary.opportunities, "assigned": summary.assigned}
+    print(f"  built {path.name}: {info}", flush=True)
+    return info
+
+
+def dataset(n_items: int, model: str, rebuild: bool) -> Path:
+    path = CACHE_DIR / f"api_latency_{n_items}_{model}.db"
+    if rebuild or not path.exists():
+        build_dataset(path, n_items, model)
+    return path
+
+
+def copy_database(src: Path, url: str) -> None:
+    """A fresh database at ``url`` holding every row of the analysed SQLite file ``src``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        dest = Path(parsed.database or "")
+        shutil.copyfile(src, dest)
+        engine = make_engine(url)
+        migrate.upgrade(engine)  # the cached database may predate a migration
+        engine.dispose()
+        return
+    admin = make_engine(parsed.set(database="postgres").render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if not conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,)).first():
+            conn.exec_driver_sql(f'CREATE DATABASE "{parsed.database}"')
+    admin.dispose()
+    engine = make_engine(url)
+    with engine.begin() as conn:  # our own dedicated benchmark database: start clean
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    migrate.upgrade(engine)
+    source = make_engine(f"sqlite:///{src}")
+    t0 = time.perf_counter()
+    with source.connect() as read, engine.begin() as write:
+        for table in Base.metadata.sorted_tables:
+            result = read.execution_options(yield_per=5000).execute(select(table))
+            for chunk in result.partitions():
+                write.execute(insert(table), [dict(row._mapping) for row in chunk])
+            if "id" in table.c:
+                write.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                   f"coalesce((SELECT max(id) FROM {table.name}), 0) + 1, false)"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    print(f"  copied into PostgreSQL in {time.perf_counter() - t0:.0f}s", flush=True)
+    source.dispose()
     engine.dispose()
 
 
+def ensure_vectors(engine: Engine, build_model: str, search_model: str) -> None:
+    """Store the build model's vectors under the search model's name when that model has none."""
+    from pipeline.embedding import make_embedder
+
+    if search_model == build_model:
+        return
+    with engine.begin() as conn:
+        if conn.scalar(select(func.count()).select_from(Embedding).where(Embedding.model == search_model)):
+            return
+        dim = make_embedder(search_model).encode(["probe"]).shape[1]
+        have = conn.scalar(select(func.max(Embedding.dim)).where(Embedding.model == build_model))
+        if have != dim:
+            raise SystemExit(f"{build_model} vectors have {have} dimensions, {search_model} has {dim}; "
+                             f"build with a model of {dim} dimensions (e.g. --build-model hashing-{dim})")
+        cols = [Embedding.content_hash, Embedding.dim, Embedding.vector, Embedding.created_at]
+        conn.execute(insert(Embedding).from_select(
+            ["content_hash", "dim", "vector", "created_at", "model"],
+            select(*cols, text(f"'{search_model}'")).where(Embedding.model == build_model)))
+    print(f"  stored {build_model} vectors under {search_model} (latency only; hits are meaningless)",
+          flush=True)
+
+
+# -- server ---------------------------------------------------------------------------------------------
+def serve(url: str, model: str, port: int, cpus: str | None) -> None:
+    """Run the app under uvicorn in this process (the benchmark starts it as a subprocess)."""
+    import uvicorn
+
+    from api.app import create_app
+    from models.settings import Settings
+    from pipeline.embedding import make_embedder
+
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    settings = Settings(database_url=url, data_dir=Path(tempfile.mkdtemp()), embedding_model=model,  # type: ignore[call-arg]
+                        _env_file=None)
+    embedder = make_embedder(model)
+    embedder.encode(["warm up"])  # load the model before the first request
+    app = create_app(settings, embedder=embedder, job_runner=NoJobs(), note_rate=(1e6, 10**6))
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, http="h11", loop="asyncio", access_log=False,
+                log_level="warning", backlog=4096, timeout_keep_alive=120)
+
+
+def start_server(url: str, model: str, cpus: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "benchmarks.api_latency", "--serve", url, "--port", str(port),
+           "--search-model", model] + (["--server-cpus", cpus] if cpus else [])
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server did not start in 180 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# -- load -------------------------------------------------------------------------------------------------
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def load(base: str, key: str, method: str, path: str, n: int, clients: int,
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams.
+
+    httpx spends about 3 ms of CPU per request, which on a small machine makes the load generator, not
+    the server, what a latency benchmark measures; this one spends a small fraction of that.
+    """
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port)
+        self.headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._exchange(method, path, body, headers)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                await self.close()  # the server closed an idle keep-alive connection: reconnect once
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, method: str, path: str, body: Any, headers: dict[str, str] | None) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        payload = json.dumps(body).encode() if body is not None else b""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.headers}{extra}"
+                + (f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n" if payload else "")
+                + "\r\n")
+        self.writer.write(head.encode() + payload)
+        status_line = await self.reader.readuntil(b"\r\n")
+        if not status_line:
+            raise ConnectionError("closed")
+        status = int(status_line.split()[1])
+        length, chunked = 0, False
+        for line in (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return status, await self.reader.readexactly(length)
+        parts = []
+        while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            parts.append(await self.reader.readexactly(size + 2))
+        await self.reader.readuntil(b"\r\n")
+        return status, b"".join(p[:-2] for p in parts)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def load(base: str, key: str, method: str, path: Any, n: int, clients: int,
                body: Any = None) -> tuple[list[float], int]:
+    """``n`` requests from ``clients`` concurrent clients, each with its own keep-alive connection."""
     latencies: list[float] = []
     errors = 0
     counter = iter(range(n))
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
-        async def worker() -> None:
-            nonlocal errors
-            for i in counter:
-                payload = body(i) if callable(body) else body
-                t = time.perf_counter()
-                response = await client.request(method, path, json=payload, headers=headers)
-                latencies.append((time.perf_counter() - t) * 1000)
-                if response.status_code >= 400:
-                    errors += 1
-        await asyncio.gather(*(worker() for _ in range(clients)))
+
+    async def worker() -> None:
+        nonlocal errors
+        client = RawClient(base, {"Authorization": f"Bearer {key}"})
+        for i in counter:
+            payload = body(i) if callable(body) else body
+            target = path(i) if callable(path) else path
+            t = time.perf_counter()
+            try:
+                status, _ = await client.request(method, target, payload)
+            except OSError:
+                status = 599
+            latencies.append((time.perf_counter() - t) * 1000)
+            if status >= 400:
+                errors += 1
+        await client.close()
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
     return latencies, errors
 
 
-async def notes_exactly_once(base: str, key: str, n: int, tag: str) -> tuple[int, int]:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=httpx.Limits(max_connections=n)) as client:
-        async def post(i: int) -> int:
-            response = await client.post("/v1/feedback", headers={**headers, "Idempotency-Key": f"{tag}-{i}"},
-                                         json={"text": f"concurrent note {tag} {i}", "account_name": "Account 1"})
-            return int(response.json()["id"]) if response.status_code == 201 else -response.status_code
-        first = await asyncio.gather(*(post(i) for i in range(n)))
-        again = await asyncio.gather(*(post(i) for i in range(n)))
-    errors = sum(1 for x in first + again if x < 0)
-    same = sum(1 for a, b in zip(first, again, strict=True) if a == b and a > 0)
-    return errors, same
+async def notes_at_once(base: str, key: str, n: int, tag: str) -> tuple[list[int], list[int], int]:
+    """``n`` field notes posted at once, then all again with the same idempotency keys (a client's retry).
+
+    A note whose connection fails is retried with its key, as a real client would; the retries are
+    counted, and the database check afterwards is what shows whether each note was stored once.
+    """
+    retries = 0
+
+    async def post(i: int) -> int:
+        nonlocal retries
+        client = RawClient(base, {"Authorization": f"Bearer {key}"})
+        try:
+            for _ in range(5):
+                try:
+                    status, data = await client.request(
+                        "POST", "/v1/feedback", {"text": f"concurrent note {tag} {i}: export to excel is broken",
+                                                 "account_name": "Bench Account"},
+                        headers={"Idempotency-Key": f"{tag}-{i}"})
+                except OSError:
+                    retries += 1
+                    await client.close()
+                    continue
+                return int(json.loads(data)["id"]) if status == 201 else -status
+            return -599
+        finally:
+            await client.close()
+
+    first = await asyncio.gather(*(post(i) for i in range(n)))
+    again = await asyncio.gather(*(post(i) for i in range(n)))
+    return list(first), list(again), retries
 
 
-def run_backend(name: str, url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    print(f"{name}: {url}")
-    prepare_database(url)
-    embedder = HashingEmbedder(dim=384)
-    seed(url, args.items, embedder)
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run_backend(name: str, url: str, db: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from api.routes.keys import create_key
+    from ingest.field_notes import SOURCE_NAME as FIELD_NOTES_SOURCE
+
+    print(f"{name}: {url}", flush=True)
+    copy_database(db, url)
     engine = make_engine(url)
+    ensure_vectors(engine, args.build_model, args.search_model)
     with session_scope(make_session_factory(engine)) as session:
         _, key = create_key(session, name="bench-pm", role="pm")
-    settings = Settings(database_url=url, data_dir=Path(tempfile.mkdtemp()), _env_file=None)  # type: ignore[call-arg]
-    app = create_app(settings, embedder=embedder, job_runner=NoJobs(), note_rate=(1e6, 10**6))
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
+        n_items = session.scalar(select(func.count()).select_from(Feedback))
+    if args.client_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
+    proc, base = start_server(url, args.search_model, args.server_cpus)
     rows = []
-    words = [t.split()[0] for t in TOPICS]
-    cases = [("GET", "/v1/opportunities", None), ("GET", "/v1/themes", None),
-             ("GET", "/v1/search?q=export+excel+blocking", None),
-             ("POST", "/v1/feedback", lambda i: {"text": f"bench note {i} about {words[i % len(words)]}",
-                                                  "account_name": f"Account {i % 2000}"})]
-    for method, path, body in cases:
-        asyncio.run(load(base, key, method, path, 20, 5, body))  # warm-up (and the search matrix load)
-        lat, errors = asyncio.run(load(base, key, method, path, args.requests, args.clients, body))
-        rows.append({"backend": name, "request": f"{method} {path.split('?')[0]}", "n": len(lat),
-                     "p50_ms": statistics.median(lat), "p95_ms": percentile(lat, 0.95), "errors": errors})
-    errors, same = asyncio.run(notes_exactly_once(base, key, args.notes, f"burst{time.time_ns()}"))
-    with engine.connect() as conn:
-        stored = conn.scalar(select(func.count()).select_from(Feedback).where(Feedback.text.like("concurrent note %")))
-    rows.append({"backend": name, "request": f"{args.notes} concurrent notes x2 (retry)", "n": 2 * args.notes,
-                 "p50_ms": float("nan"), "p95_ms": float("nan"),
-                 "errors": errors, "stored": stored, "same_id_on_retry": same})
-    server.should_exit = True
-    thread.join(timeout=10)
-    engine.dispose()
+    try:
+        cases = {
+            "opportunities": ("GET", "/v1/opportunities", None),
+            "themes": ("GET", "/v1/themes", None),
+            "search": ("GET", lambda i: f"/v1/search?q={quote_plus(SEARCH_QUERIES[i % len(SEARCH_QUERIES)])}", None),
+            "feedback": ("POST", "/v1/feedback",
+                         lambda i: {"text": f"bench note {i}: {SEARCH_QUERIES[i % len(SEARCH_QUERIES)]}",
+                                    "account_name": "Bench Account"}),
+        }
+        for case in [c for c in (args.only or cases) if c in cases]:
+            method, path, body = cases[case]
+            asyncio.run(load(base, key, method, path, 40, args.clients, body))  # warm-up (search matrix load)
+            lat, errors = asyncio.run(load(base, key, method, path, args.requests, args.clients, body))
+            label = "/v1/search" if case == "search" else path
+            rows.append({"backend": name, "request": f"{method} {label}", "n": len(lat),
+                         "p50_ms": statistics_median(lat), "p95_ms": percentile(lat, 0.95), "errors": errors,
+                         "load": loadavg()})
+            print(f"  {rows[-1]}", flush=True)
+        if args.notes and (not args.only or "notes" in args.only):
+            tag = f"burst{time.time_ns()}"
+            t0 = time.perf_counter()
+            first, again, retries = asyncio.run(notes_at_once(base, key, args.notes, tag))
+            seconds = time.perf_counter() - t0
+            with engine.connect() as conn:
+                note_source = select(Source.id).where(Source.name == FIELD_NOTES_SOURCE).scalar_subquery()
+                keys = conn.execute(
+                    select(Feedback.external_id, func.count()).where(
+                        Feedback.source_id == note_source, Feedback.external_id.like(f"key:%:{tag}-%"))
+                    .group_by(Feedback.external_id)).all()
+            per_key = [n for _, n in keys]
+            errors = sum(1 for x in first + again if x < 0)
+            rows.append({"backend": name, "request": f"{args.notes} notes at once, then retried", "n": 2 * args.notes,
+                         "p50_ms": float("nan"), "p95_ms": float("nan"), "errors": errors, "load": loadavg(),
+                         "extra": f"keys stored={len(per_key)} max rows per key={max(per_key, default=0)} "
+                                  f"same id on retry={sum(a == b > 0 for a, b in zip(first, again, strict=True))} "
+                                  f"connection retries={retries} in {seconds:.1f}s"})
+            print(f"  {rows[-1]}", flush=True)
+    finally:
+        stop_server(proc)
+        engine.dispose()
+    for row in rows:
+        row["items"] = n_items
     return rows
+
+
+def statistics_median(values: list[float]) -> float:
+    return percentile(values, 0.5)
 
 
 def main() -> None:
@@ -232,19 +426,48 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=400, help="Requests per endpoint.")
     parser.add_argument("--notes", type=int, default=1000)
+    parser.add_argument("--build-model", default="hashing-384", help="Embedder of the analysis that builds the data.")
+    parser.add_argument("--search-model", default="hashing-384", help="The app's configured (query) embedder.")
+    parser.add_argument("--only", action="append",
+                        choices=["opportunities", "themes", "search", "feedback", "notes"])
+    parser.add_argument("--rebuild", action="store_true", help="Rebuild the cached analysed database.")
+    parser.add_argument("--server-cpus", help="Pin the server to these CPUs, e.g. 0.")
+    parser.add_argument("--client-cpus", help="Pin the load generator to these CPUs, e.g. 1.")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/gs_bench_api")
+    parser.add_argument("--json", action="store_true", help="One JSON object per row (progress goes to stderr).")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results: list[dict[str, Any]] = []
-    if args.backend in ("sqlite", "both"):
-        path = Path(tempfile.mkdtemp()) / "bench.db"
-        results += run_backend("sqlite", f"sqlite:///{path}", args)
-    if args.backend in ("postgresql", "both"):
-        results += run_backend("postgresql", args.pg_url, args)
-    print(f"\n{'backend':<11} {'request':<36} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6}  extra")
+    if args.serve:
+        serve(args.serve, args.search_model, args.port, args.server_cpus)
+        return
+    stdout = sys.stdout
+    if args.json:
+        sys.stdout = sys.stderr  # progress lines must not mix with the JSON rows
+    try:
+        db = dataset(args.items, args.build_model, args.rebuild)
+        results: list[dict[str, Any]] = []
+        if args.backend in ("sqlite", "both"):
+            workdir = Path(tempfile.mkdtemp())
+            results += run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", db, args)
+            shutil.rmtree(workdir, ignore_errors=True)
+        if args.backend in ("postgresql", "both"):
+            results += run_backend("postgresql", args.pg_url, db, args)
+    finally:
+        sys.stdout = stdout
+    if args.json:
+        for r in results:
+            row = {"benchmark": "api_latency", **r, "clients": args.clients, "query_model": args.search_model,
+                   "build_model": args.build_model}
+            print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}))
+        return
+    print(f"\nquery embedder: {args.search_model}; data analysed with {args.build_model}; "
+          f"{args.clients} clients; {os.cpu_count()} cores")
+    print(f"{'backend':<11} {'items':>7} {'request':<34} {'n':>5} {'p50 ms':>7} {'p95 ms':>7} {'errors':>6}  "
+          f"{'load avg':<15} extra")
     for r in results:
-        extra = f"stored={r['stored']} same_id_on_retry={r['same_id_on_retry']}" if "stored" in r else ""
-        print(f"{r['backend']:<11} {r['request']:<36} {r['n']:>6} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              f"{r['errors']:>6}  {extra}")
+        print(f"{r['backend']:<11} {r['items']:>7} {r['request']:<34} {r['n']:>5} {r['p50_ms']:>7.1f} "
+              f"{r['p95_ms']:>7.1f} {r['errors']:>6}  {r['load']:<15} {r.get('extra', '')}")
 
 
 if __name__ == "__main__":

@@ -79,3 +79,12 @@ def payload_text(payload: Any, limit: int = 200_000) -> str:
         except (TypeError, ValueError):
             text = repr(payload)
     return text[:limit]
+
+
+def not_an_object(payload: Any, what: str) -> Rejection:
+    """The rejection of a list entry that should be a JSON object (keyed by its content, so a re-read is one row)."""
+    import hashlib
+
+    text = payload_text(payload)
+    digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+    return Rejection(f"(not an object):{digest}", text, f"{what} is not a JSON object")

@@ -143,5 +143,6 @@ def _mark(session: Session, source_id: int, *, status: str, error: str | None) -
         return
     source.last_sync_at = utcnow()
     source.last_sync_status = status
-    source.last_sync_error = error[:2000] if error else None
+    # The error may quote a garbage response body; PostgreSQL text cannot hold NUL.
+    source.last_sync_error = error.replace("\x00", "\\x00")[:2000] if error else None
     session.commit()

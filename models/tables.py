@@ -162,6 +162,8 @@ class RejectedRecord(Base):
 
 class Embedding(Base):
     __tablename__ = "embedding"
+    # Search checks a model's vectors for changes (count, newest) without reading the vectors themselves.
+    __table_args__ = (Index("ix_embedding_model_created_at", "model", "created_at"),)
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     model: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from api import curation
 from api.deps import IdPath, Principal, SessionDep, TransactionalRoute, require_role
@@ -20,9 +21,12 @@ Segment = Annotated[str, Query(min_length=1, max_length=32, description="Custome
 
 
 @router.get("", response_model=list[OpportunityOut])
-def list_opportunities(session: SessionDep, _: ReaderDep, segment: Segment = "all",
-                       limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[OpportunityOut]:
-    return query_opportunities(session, segment=segment, limit=limit)
+def list_opportunities(request: Request, session: SessionDep, _: ReaderDep, segment: Segment = "all",
+                       limit: Annotated[int, Query(ge=1, le=500)] = 20) -> Response:
+    """The latest analysis's ranking (served from the per-analysis cache while nothing changed)."""
+    return request.app.state.list_cache.response(
+        session, ("opportunities", segment, limit),
+        lambda: query_opportunities(session, segment=segment, limit=limit), OpportunityOut)
 
 
 @router.get("/{theme_id}", response_model=OpportunityDetail)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from api import curation
 from api.deps import IdPath, Principal, SessionDep, TransactionalRoute, require_role
@@ -20,7 +21,7 @@ Segment = Annotated[str, Query(min_length=1, max_length=32, description="Custome
 
 @router.get("", response_model=list[ThemeSummary])
 def get_themes(
-    session: SessionDep, _: ReaderDep,
+    request: Request, session: SessionDep, _: ReaderDep,
     status: Literal["active", "archived", "merged", "any"] = "active",
     segment: Segment = "all",
     sort: Literal["score", "momentum", "size"] = "score",
@@ -28,9 +29,12 @@ def get_themes(
                      Query()] = None,
     weeks: Annotated[int, Query(ge=1, le=104, description="Weeks in each theme's series.")] = 12,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[ThemeSummary]:
-    return list_themes(session, status=None if status == "any" else status, segment=segment, sort=sort,
-                       trend=trend, limit=limit, weeks=weeks)
+) -> Response:
+    """Ranked themes (served from the per-analysis cache while nothing changed)."""
+    key = ("themes", status, segment, sort, tuple(sorted(set(trend or ()))), weeks, limit)
+    return request.app.state.list_cache.response(
+        session, key, lambda: list_themes(session, status=None if status == "any" else status, segment=segment,
+                                          sort=sort, trend=trend, limit=limit, weeks=weeks), ThemeSummary)
 
 
 @router.get("/{theme_id}", response_model=ThemeDetail)

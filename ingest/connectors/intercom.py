@@ -27,7 +27,7 @@ import httpx
 from ingest.base import Connector, Page, Stream, parse_timestamp
 from ingest.errors import BadResponse, ConfigError
 from ingest.http import HttpClient, Sleep
-from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, payload_text
+from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, not_an_object, payload_text
 
 CUSTOMER_AUTHORS = frozenset({"user", "lead", "contact"})
 
@@ -102,6 +102,7 @@ class ConversationStream:
             accounts: dict[str, AccountRecord] = {}
             for conv in data["conversations"]:
                 if not isinstance(conv, dict):
+                    records.append(not_an_object(conv, "conversation"))  # kept, never dropped silently
                     continue
                 with contextlib.suppress(TypeError, ValueError):
                     newest = max(newest, int(conv.get("updated_at") or 0))

@@ -19,7 +19,7 @@ import httpx
 from ingest.base import Connector, Page, Stream, parse_timestamp
 from ingest.errors import BadResponse, ConfigError
 from ingest.http import HttpClient, Sleep
-from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, payload_text
+from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, not_an_object, payload_text
 
 
 class ZendeskConnector(Connector):
@@ -80,9 +80,12 @@ class TicketStream:
             records: list[FeedbackRecord | Rejection] = []
             accounts: dict[int, AccountRecord] = {}
             for ticket in data["tickets"]:
-                if not isinstance(ticket, dict) or ticket.get("status") == "deleted":
+                if not isinstance(ticket, dict):
+                    records.append(not_an_object(ticket, "ticket"))  # kept, never dropped silently
                     continue
-                org = orgs.get(ticket.get("organization_id"))
+                if ticket.get("status") == "deleted":
+                    continue
+                org = orgs.get(_ref(ticket.get("organization_id")))
                 if org is not None:
                     accounts[org["id"]] = _account(org)
                 records.append(self._record(ticket, users, org))
@@ -110,7 +113,7 @@ class TicketStream:
             is_html = any(c.get("html_body") and not c.get("plain_body") and not c.get("body") for c in bodies)
         else:
             text, is_html = str(ticket.get("description") or ""), False
-        requester = users.get(ticket.get("requester_id")) or {}
+        requester = users.get(_ref(ticket.get("requester_id"))) or {}
         email = requester.get("email") if isinstance(requester, dict) else None
         account = None
         if org is not None:
@@ -158,3 +161,8 @@ def _account(org: dict[str, Any]) -> AccountRecord:
         arr=arr_value,
         external_ids={"zendesk": str(org["id"])},
     )
+
+
+def _ref(value: Any) -> int | str | None:
+    """An id used to look up a side-loaded user or organization; anything else (a list, an object) finds none."""
+    return value if isinstance(value, int | str) else None
