@@ -62,7 +62,7 @@ class IntercomConnector(Connector):
     def company_of(self, contact_id: str) -> dict[str, Any] | None:
         if contact_id not in self._contacts:
             contact = self.http.get_json(f"/contacts/{contact_id}")
-            data = ((contact or {}).get("companies") or {}).get("data") or []
+            data = _objects(_obj(_obj(contact).get("companies")).get("data"))
             self._contacts[contact_id] = str(data[0]["id"]) if data and data[0].get("id") else None
         company_id = self._contacts[contact_id]
         if company_id is None:
@@ -107,7 +107,7 @@ class ConversationStream:
                 with contextlib.suppress(TypeError, ValueError):
                     newest = max(newest, int(conv.get("updated_at") or 0))
                 records.append(self._record(conv, accounts))
-            starting_after = ((data.get("pages") or {}).get("next") or {}).get("starting_after")
+            starting_after = _obj(_obj(data.get("pages")).get("next")).get("starting_after")
             if starting_after:
                 yield Page(records=records, accounts=list(accounts.values()),
                            cursor={"updated_since": since, "newest": newest, "starting_after": starting_after})
@@ -129,27 +129,37 @@ class ConversationStream:
         if not isinstance(full, dict):
             raise BadResponse(f"conversation {key} is not a JSON object", source=self.c.source)
         parts: list[str] = []
-        source = full.get("source") or {}
-        if (source.get("author") or {}).get("type") in CUSTOMER_AUTHORS and source.get("body"):
+        source = _obj(full.get("source"))
+        if _obj(source.get("author")).get("type") in CUSTOMER_AUTHORS and source.get("body"):
             parts.append(str(source["body"]))
-        for part in ((full.get("conversation_parts") or {}).get("conversation_parts") or []):
+        for part in _objects(_obj(full.get("conversation_parts")).get("conversation_parts")):
             if part.get("part_type") == "comment" and part.get("body") and \
-                    (part.get("author") or {}).get("type") in CUSTOMER_AUTHORS:
+                    _obj(part.get("author")).get("type") in CUSTOMER_AUTHORS:
                 parts.append(str(part["body"]))
         account = None
-        contacts = (full.get("contacts") or conv.get("contacts") or {}).get("contacts") or []
+        contacts = _objects(_obj(full.get("contacts") or conv.get("contacts")).get("contacts"))
         if contacts and contacts[0].get("id"):
             company = self.c.company_of(str(contacts[0]["id"]))
-            if company is not None:
+            if isinstance(company, dict) and company.get("id") is not None:
                 record = _account(company)
                 accounts[str(company["id"])] = record
                 account = AccountRef(name=record.name, domain=record.domain, external_id=str(company["id"]),
                                      system="intercom")
         return FeedbackRecord(
             external_id=key, text="\n\n".join(parts), occurred_at=occurred, kind="chat",
-            title=source.get("subject") or None, account=account, author_role="customer", is_html=True,
-            tags=[str(t.get("name")) for t in ((full.get("tags") or {}).get("tags") or []) if t.get("name")],
+            title=str(source.get("subject") or "") or None, account=account, author_role="customer", is_html=True,
+            tags=[str(t.get("name")) for t in _objects(_obj(full.get("tags")).get("tags")) if t.get("name")],
         )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` when the vendor sent an object there, else an empty one (hostile or drifted payloads)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list the vendor sent; anything else there is ignored."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _account(company: dict[str, Any]) -> AccountRecord:
@@ -160,5 +170,5 @@ def _account(company: dict[str, Any]) -> AccountRecord:
         arr = None
     return AccountRecord(
         name=str(company.get("name") or company.get("website") or f"intercom company {company['id']}"),
-        domain=company.get("website") or None, arr=arr, external_ids={"intercom": str(company["id"])},
+        domain=str(company.get("website") or "") or None, arr=arr, external_ids={"intercom": str(company["id"])},
     )
