@@ -22,7 +22,7 @@ from flows.embedding import run_embed_batches, task_runner_setting
 from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, Feedback, Theme, ThemeAssignment, utcnow
-from pipeline.analysis import AnalysisSummary, Analyzer
+from pipeline.analysis import AnalysisSummary, Analyzer, reap_abandoned_runs
 from pipeline.embedding import make_embedder
 
 
@@ -88,10 +88,11 @@ def decide_recluster(session: Session, settings: Settings, *, asked: bool = Fals
 
 
 def begin_run(factory: sessionmaker[Session], decision: ReclusterDecision,
-              run_id: int | None = None) -> AnalysisSummary:
+              run_id: int | None = None, *, stale_run_hours: float = 6.0) -> AnalysisSummary:
     """Record the run: adopt the queued ``analysis_run`` row ``run_id`` (a job from the API) or add one."""
     kind = "full" if decision.full else "incremental"
     with session_scope(factory) as session:
+        reap_abandoned_runs(session, older_than=dt.timedelta(hours=stale_run_hours))
         if run_id is None:
             run = AnalysisRun(kind=kind, status="running", started_at=utcnow())
             session.add(run)
@@ -166,7 +167,7 @@ def analyze(full: bool = False, run_id: int | None = None, settings: Settings | 
             params = (queued.stats or {}).get("params") if queued is not None else None
         get_run_logger().info("analysis: %s run (%s; %d unassigned since the last full run)",
                               "full" if decision.full else "incremental", decision.reason, decision.pool)
-        summary = begin_run(analyzer.factory, decision, run_id)
+        summary = begin_run(analyzer.factory, decision, run_id, stale_run_hours=settings.stale_run_hours)
         try:
             steps = (("embed", lambda: _embed(analyzer, summary, settings)),
                      ("signals", lambda: item_signals(analyzer, summary)),

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         "", description="Where embedding batches run: empty in-process; `local:N` a Dask LocalCluster of N "
         "workers; otherwise a Dask scheduler address such as tcp://host:8786."
     )
+    stale_run_hours: float = Field(
+        6.0, ge=0, description="An analysis still `running` after this long was killed; the next run marks it "
+        "`abandoned`."
+    )
     cluster_seed: int = Field(42, description="Random seed of theme discovery.")
     min_theme_size: int = Field(5, description="Smallest number of items that makes a theme.")
     theme_match_threshold: float = Field(

@@ -102,6 +102,23 @@ class Corpus:
         return int(self.ids.shape[0])
 
 
+def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
+    """Mark analyses left `running` longer than ``older_than`` as `abandoned`.
+
+    A process killed mid-run (kill -9, a lost machine) cannot record its own end; the next run does, so the
+    run history never shows a run as in progress forever. Returns how many were marked.
+    """
+    cutoff = utcnow() - older_than
+    result = session.execute(
+        update(AnalysisRun)
+        .where(AnalysisRun.status == "running", AnalysisRun.kind.in_(("full", "incremental")),
+               AnalysisRun.started_at <= cutoff)
+        .values(status="abandoned", finished_at=utcnow(),
+                error="the process running this analysis stopped without recording an end (killed?)")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 class Analyzer:
     """Runs analyses for one database with one embedder.
 
@@ -134,6 +151,7 @@ class Analyzer:
     def begin(self, *, full: bool = False) -> AnalysisSummary:
         """Record a new run; a run is full when asked or when there is no theme to be incremental against."""
         with session_scope(self.factory) as session:
+            reap_abandoned_runs(session, older_than=dt.timedelta(hours=self.settings.stale_run_hours))
             if not full and session.scalar(select(Theme.id).where(Theme.status == "active").limit(1)) is None:
                 full = True
             run = AnalysisRun(kind="full" if full else "incremental", status="running", started_at=utcnow())

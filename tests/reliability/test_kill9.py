@@ -156,14 +156,16 @@ def test_analysis_killed_mid_run_then_rerun_equals_one_clean_run(sessions: sessi
     kill_when_paused(start("analysis", analysed, env={"GS_RUNNER_PAUSE_STEP": pause_step}))
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Embedding)), "the embed step should be committed"
-        assert session.scalar(select(AnalysisRun.status)) == "running"  # nothing reaps a killed run (see report)
+        assert session.scalar(select(AnalysisRun.status)) == "running"  # a killed process records nothing
     assert analysis_snapshot(sessions) != clean
 
-    analyse_in_process(sessions, analysed)
+    # The next run reaps the killed one (any age counts as stale here) and converges to the clean result.
+    analyse_in_process(sessions, analysed.model_copy(update={"stale_run_hours": 0.0}))
     assert analysis_snapshot(sessions) == clean
     with sessions() as session:
         statuses = session.scalars(select(AnalysisRun.status).order_by(AnalysisRun.id)).all()
     assert statuses[-1] == "succeeded"
+    assert "running" not in statuses and "abandoned" in statuses
 
 
 # -- report -------------------------------------------------------------------------------------------------
