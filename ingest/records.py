@@ -88,3 +88,12 @@ def not_an_object(payload: Any, what: str) -> Rejection:
     text = payload_text(payload)
     digest = hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:16]
     return Rejection(f"(not an object):{digest}", text, f"{what} is not a JSON object")
+
+
+def has_surrogates(text: str) -> bool:
+    """True when ``text`` holds lone surrogates (undecodable bytes smuggled in by a decoder or a JSON escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ingest.accounts import AccountResolver, insert_for
 from ingest.cleaning import clean_text, content_hash
-from ingest.records import FEEDBACK_KINDS, FeedbackRecord, Rejection, payload_text
+from ingest.records import FEEDBACK_KINDS, FeedbackRecord, Rejection, has_surrogates, payload_text
 from models.tables import Feedback, RejectedRecord, Source, utcnow
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class FeedbackWriter:
                 key, payload_text(_record_payload(rec), 2_000),
                 f"text is {size} bytes, over the limit of {self.max_text_bytes}",
             )
-        if "\x00" in rec.text or _has_surrogates(rec.text):
+        if "\x00" in rec.text or has_surrogates(rec.text):
             return Rejection(key, payload_text(_record_payload(rec)), "text contains undecodable bytes")
         if rec.kind not in FEEDBACK_KINDS:
             return Rejection(key, payload_text(_record_payload(rec)),
@@ -230,13 +230,6 @@ class FeedbackWriter:
 def _no_nul(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
-
-def _has_surrogates(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _record_payload(rec: FeedbackRecord) -> dict[str, Any]:

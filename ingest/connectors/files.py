@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from ingest.accounts import normalize_domain
 from ingest.base import Connector, Page, Stream, parse_timestamp
 from ingest.errors import ConfigError
-from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection
+from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, has_surrogates
 
 FIELDS = ("external_id", "text", "occurred_at", "account_name", "account_domain", "author_email", "kind",
           "title")
@@ -165,7 +165,7 @@ class FeedbackFileStream(_FileStream):
         if row.values is None:
             return Rejection(key, row.raw, row.problem or "unreadable row")
         values = row.values
-        if any(isinstance(v, str) and _has_surrogates(v) for v in values.values()):
+        if any(isinstance(v, str) and has_surrogates(v) for v in values.values()):
             return Rejection(key, row.raw, "undecodable bytes: the row is not valid UTF-8")
         text = _text(_get(values, c.mapping["text"]))
         if not text or not text.strip():
@@ -205,7 +205,7 @@ class AccountsFileStream(_FileStream):
         if row.values is None:
             return Rejection(key, row.raw, row.problem or "unreadable row")
         values = {k: _text(v).strip() if v is not None else "" for k, v in row.values.items() if k is not None}
-        if any(_has_surrogates(v) for v in values.values()):
+        if any(has_surrogates(v) for v in values.values()):
             return Rejection(key, row.raw, "undecodable bytes: the row is not valid UTF-8")
         name, domain = values.get("name", ""), values.get("domain", "")
         if not name and not normalize_domain(domain):
@@ -342,13 +342,6 @@ def _text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 
-
-def _has_surrogates(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _copy(state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
