@@ -52,3 +52,15 @@ def test_demo_planted_signals_are_found(sessions, settings) -> None:
         steady = [t for tid, t in themes.items() if planted.get(tid) == STEADY_THEME]
         assert steady and all(t.trend == "stable" for t in steady)
         assert max(themes.values(), key=lambda t: t.size).id in {t.id for t in steady}
+        emerging_labels = [t.label for t in emerging[:2]]
+
+    # The weekly report for the demo's last complete week names the planted emerging themes, with charts.
+    import re
+
+    from pipeline.report_data import build_weekly_report
+
+    report = build_weekly_report(sessions, settings, now=NOW)
+    markdown, page = report.md_path.read_text(), report.html_path.read_text()
+    for label in emerging_labels:
+        assert label in markdown
+    assert len(re.findall(r"data:image/png;base64,", page)) >= 2
