@@ -101,13 +101,19 @@ def serve(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (each builds the app from the settings)."),
 ) -> None:
     """Serve the API and the web pages."""
     import uvicorn
 
     from api.app import create_app
 
-    uvicorn.run(create_app(runtime(ctx).settings), host=host, port=port, log_level="info")
+    settings = runtime(ctx).settings
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # Several processes need an import string; each reads the same GROUNDSWELL_* environment.
+    uvicorn.run("api.app:create_app", factory=True, workers=workers, host=host, port=port, log_level="info")
 
 
 def _register_extensions() -> None:
