@@ -140,8 +140,9 @@ def choose_theme_count(scores: dict[int, float], *, tolerance: float = 0.05, pea
     Parsimony first: the smallest count within ``tolerance`` (relative) of the best score. But silhouette
     curves of feedback are often two-humped: a peak at the level of themes, then a rise again at the level
     of near-identical phrasings (templates, copy-pasted replies), which can edge ahead. A count where the
-    curve peaks (higher than both neighbouring candidates) within ``peak_tolerance`` of the best is such a
-    natural coarser level, and wins over a finer count that merely scores a little higher.
+    curve peaks (higher than the previous candidate, and above the next by at least the ``tolerance`` slack)
+    within ``peak_tolerance`` of the best is such a natural coarser level, and wins over a finer count that
+    merely scores a little higher.
     """
     if not scores:
         raise ValueError("no candidate theme counts were scored")
@@ -151,7 +152,9 @@ def choose_theme_count(scores: dict[int, float], *, tolerance: float = 0.05, pea
     for left, k, right in zip(ks, ks[1:], ks[2:], strict=False):
         if k >= chosen:
             break
-        if scores[k] > scores[left] and scores[k] > scores[right] and scores[k] >= best - peak_tolerance * abs(best):
+        # A real level, not a wiggle: it drops clearly (by the parsimony slack) before the curve rises again.
+        prominent = scores[k] - scores[right] >= tolerance * abs(best)
+        if scores[k] > scores[left] and prominent and scores[k] >= best - peak_tolerance * abs(best):
             return k
     return chosen
 

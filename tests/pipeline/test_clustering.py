@@ -151,6 +151,9 @@ def test_theme_count_prefers_a_coarser_silhouette_peak_close_to_the_best() -> No
     # Without a peak near the best, parsimony picks the smallest count within 5%.
     rising = {10: 0.10, 20: 0.15, 40: 0.20, 80: 0.24, 160: 0.25, 320: 0.24}
     assert choose_theme_count(rising) == 80
+    # A wiggle is not a level: the dip after it must be at least the parsimony slack.
+    wiggle = {2: 0.43, 3: 0.505, 4: 0.499, 5: 0.534, 7: 0.533, 8: 0.49}
+    assert choose_theme_count(wiggle) == 5
     # A peak far below the best is not a natural level.
     low_peak = {5: 0.10, 10: 0.15, 20: 0.12, 40: 0.20, 80: 0.25}
     assert choose_theme_count(low_peak) == 80

@@ -364,6 +364,9 @@ def test_more_accounts_never_lower_the_score(
     theme: Any, weights: dict[str, float], lifecycle: str, amount: float
 ) -> None:
     items, accounts, momentum = theme
+    # Inside the scoring horizon, so re-spreading cannot take an account's only recent mention away
+    # (that would rightly lower its revenue at stake, and is not "more accounts").
+    items = items.assign(occurred_at=items["occurred_at"].clip(lower=NOW - pd.Timedelta(weeks=11)))
     n_accounts = int(items["account_id"].nunique())
     # The same mentions, re-spread over one more account: no mention, flag or time changes.
     spread = items.copy()
