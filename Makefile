@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 GS := $(VENV)/bin/groundswell
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Prefect's ephemeral API server gets 20 s to start by default; a busy 2-core machine needs more.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
