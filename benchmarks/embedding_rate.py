@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from models import migrate
     from models.db import make_engine, make_session_factory
     from models.tables import Embedding
+    from pipeline.analysis import EMBED_COMMIT_TEXTS
     from pipeline.embedding import SentenceEmbedder
     from pipeline.embedding_store import embed_missing, missing_hashes
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             with factory.begin() as session:
                 session.execute(delete(Embedding))
             t0 = time.perf_counter()
-            done = embed_missing(factory, embedder, batch_size=max(args.batch_size * 8, 256))
+            done = embed_missing(factory, embedder, batch_size=EMBED_COMMIT_TEXTS)
             stage_times.append(time.perf_counter() - t0)
             assert done == len(texts), (done, len(texts))
         engine.dispose()

@@ -57,6 +57,10 @@ from pipeline.tracking import match_themes
 
 log = logging.getLogger(__name__)
 
+# Texts encoded (and committed) together. sentence-transformers sorts each call's texts by length to pad
+# less, so small chunks cost real padding; a crash loses at most one chunk of work.
+EMBED_COMMIT_TEXTS = 4096
+
 # Themes in these states take part in matching; merged themes live on in the theme they were merged into.
 MATCHABLE = ("active", "archived")
 
@@ -161,7 +165,7 @@ class Analyzer:
 
     def embed(self, summary: AnalysisSummary) -> int:
         summary.embedded = embed_missing(
-            self.factory, self.embedder, batch_size=max(self.settings.embedding_batch_size * 8, 256))
+            self.factory, self.embedder, batch_size=EMBED_COMMIT_TEXTS)
         return summary.embedded
 
     def signals(self, summary: AnalysisSummary) -> int:

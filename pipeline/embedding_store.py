@@ -41,7 +41,7 @@ def missing_hashes(session: Session, model: str) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_size: int = 512,
+def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_size: int = 4096,
                   progress: Callable[[int], None] | None = None) -> int:
     """Embed every stored text that has no vector for this model; each batch commits on its own.
 
