@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ingest.errors import AuthError, BadResponse, IngestError, SourceUnavailable
+from ingest.errors import AuthError, BadResponse, ConfigError, IngestError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +183,18 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, IngestError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def token_client(*, source: str, token: str, missing: str, base_url: str, auth: httpx.Auth | None = None,
+                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
+                 timeout_s: float = 30.0, max_retries: int = 5, sleep: Sleep | None = None) -> HttpClient:
+    """The client of a vendor connector whose secret comes from settings.
+
+    Args:
+        missing: the message when ``token`` is empty, naming the setting to fill in.
+    """
+    if not token:
+        raise ConfigError(missing, source=source)
+    return HttpClient(source=source, base_url=base_url, auth=auth, headers=headers, secrets=[token],
+                      transport=transport, timeout_s=timeout_s, max_retries=max_retries,
+                      **({"sleep": sleep} if sleep is not None else {}))

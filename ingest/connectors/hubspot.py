@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import httpx
 
 from ingest.base import Connector, Page, Stream, parse_timestamp
-from ingest.errors import BadResponse, ConfigError
-from ingest.http import HttpClient, Sleep
+from ingest.errors import BadResponse
+from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, payload_text
 
 SEARCH_LIMIT = 10_000
@@ -42,17 +42,15 @@ class HubSpotConnector(Connector):
                  transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0, max_retries: int = 5,
                  sleep: Sleep | None = None) -> None:
         super().__init__(source=source, options=options)
-        if not token:
-            raise ConfigError("the HubSpot access token is missing: set GROUNDSWELL_HUBSPOT_TOKEN", source=source)
         self.page_size = self.int_option("page_size", 100, maximum=200)
         self.arr_property = self.option("arr_property", "hs_arr")
         self.segment_property = self.optional("segment_property")
         self.pipeline_property = self.optional("pipeline_property")
-        kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.http = HttpClient(
-            source=source, base_url=self.option("base_url", "https://api.hubapi.com"),
+        self.http = token_client(
+            source=source, token=token, missing="the HubSpot access token is missing: set GROUNDSWELL_HUBSPOT_TOKEN",
+            base_url=self.option("base_url", "https://api.hubapi.com"),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            secrets=[token], transport=transport, timeout_s=timeout_s, max_retries=max_retries, **kwargs,
+            transport=transport, timeout_s=timeout_s, max_retries=max_retries, sleep=sleep,
         )
 
     @property

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import httpx
 
 from ingest.base import Connector, Page, Stream, parse_timestamp
-from ingest.errors import BadResponse, ConfigError
-from ingest.http import HttpClient, Sleep
+from ingest.errors import BadResponse
+from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, not_an_object, payload_text
 
 CUSTOMER_AUTHORS = frozenset({"user", "lead", "contact"})
@@ -40,15 +40,14 @@ class IntercomConnector(Connector):
                  transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0, max_retries: int = 5,
                  sleep: Sleep | None = None) -> None:
         super().__init__(source=source, options=options)
-        if not token:
-            raise ConfigError("the Intercom access token is missing: set GROUNDSWELL_INTERCOM_TOKEN", source=source)
         self.page_size = self.int_option("page_size", 50, maximum=150)
-        kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.http = HttpClient(
-            source=source, base_url=self.option("base_url", "https://api.intercom.io"),
+        self.http = token_client(
+            source=source, token=token,
+            missing="the Intercom access token is missing: set GROUNDSWELL_INTERCOM_TOKEN",
+            base_url=self.option("base_url", "https://api.intercom.io"),
             headers={"Authorization": f"Bearer {token}", "Intercom-Version": self.option("api_version", "2.11"),
                      "Accept": "application/json"},
-            secrets=[token], transport=transport, timeout_s=timeout_s, max_retries=max_retries, **kwargs,
+            transport=transport, timeout_s=timeout_s, max_retries=max_retries, sleep=sleep,
         )
         self._contacts: dict[str, str | None] = {}
         self._companies: dict[str, dict[str, Any]] = {}

@@ -29,7 +29,7 @@ import httpx
 
 from ingest.base import Connector, Page, Stream, iso, parse_timestamp
 from ingest.errors import BadResponse, ConfigError
-from ingest.http import HttpClient, Sleep
+from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, payload_text
 
 DEFAULT_NOTES = "Note:Body:ParentId:Title,Task:Description:AccountId:Subject"
@@ -54,9 +54,6 @@ class SalesforceConnector(Connector):
                  transport: httpx.BaseTransport | None = None, timeout_s: float = 30.0, max_retries: int = 5,
                  sleep: Sleep | None = None) -> None:
         super().__init__(source=source, options=options)
-        if not token:
-            raise ConfigError("the Salesforce access token is missing: set GROUNDSWELL_SALESFORCE_TOKEN",
-                              source=source)
         version = self.option("api_version", "60.0").lstrip("v")
         if not _VERSION.match(version):
             raise ConfigError(f"option 'api_version' must look like 60.0, got {version!r}", source=source)
@@ -64,10 +61,11 @@ class SalesforceConnector(Connector):
         self.notes = [self._spec(s) for s in self.option("notes", DEFAULT_NOTES).split(",") if s.strip()]
         self.arr_field = self._field_option("arr_field")
         self.segment_field = self._field_option("segment_field")
-        kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.http = HttpClient(
-            source=source, base_url=self.option("instance_url"), headers={"Authorization": f"Bearer {token}"},
-            secrets=[token], transport=transport, timeout_s=timeout_s, max_retries=max_retries, **kwargs,
+        self.http = token_client(
+            source=source, token=token,
+            missing="the Salesforce access token is missing: set GROUNDSWELL_SALESFORCE_TOKEN",
+            base_url=self.option("instance_url"), headers={"Authorization": f"Bearer {token}"},
+            transport=transport, timeout_s=timeout_s, max_retries=max_retries, sleep=sleep,
         )
 
     def _field_option(self, key: str) -> str | None:

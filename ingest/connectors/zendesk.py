@@ -18,7 +18,7 @@ import httpx
 
 from ingest.base import Connector, Page, Stream, parse_timestamp
 from ingest.errors import BadResponse, ConfigError
-from ingest.http import HttpClient, Sleep
+from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, not_an_object, payload_text
 
 
@@ -34,18 +34,16 @@ class ZendeskConnector(Connector):
         if base_url is None:
             base_url = f"https://{self.option('subdomain')}.zendesk.com"
         email = self.option("email")
-        if not token:
-            raise ConfigError("the Zendesk API token is missing: set GROUNDSWELL_ZENDESK_TOKEN", source=source)
         start = self.option("start_time", "0")
         try:
             self.start_time = int(parse_timestamp(start).timestamp())
         except ValueError as exc:
             raise ConfigError(f"option 'start_time': {exc}", source=source) from None
         self.page_size = self.int_option("page_size", 1000, maximum=1000)
-        kwargs: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        self.http = HttpClient(
-            source=source, base_url=base_url, auth=httpx.BasicAuth(f"{email}/token", token),
-            secrets=[token], transport=transport, timeout_s=timeout_s, max_retries=max_retries, **kwargs,
+        self.http = token_client(
+            source=source, token=token, missing="the Zendesk API token is missing: set GROUNDSWELL_ZENDESK_TOKEN",
+            base_url=base_url, auth=httpx.BasicAuth(f"{email}/token", token),
+            transport=transport, timeout_s=timeout_s, max_retries=max_retries, sleep=sleep,
         )
         self.base_url = base_url.rstrip("/")
 
