@@ -230,7 +230,35 @@ def signal_features(
 # ------------------------------------------------------------------------------------------- estimators
 
 
-class IntentClassifier(ClassifierMixin, BaseEstimator):
+class _LogisticOnLabels(BaseEstimator):
+    """Shared fit/predict of the two estimators: a logistic regression over a closed set of labels."""
+
+    labels: tuple[str, ...] = ()
+    label_kind = ""
+    C: float
+    max_iter: int
+
+    def _fit(self, X: np.ndarray, y: Sequence[str], class_weight: str | None) -> None:
+        unknown = sorted(set(y) - set(self.labels))
+        if unknown:
+            raise ValueError(f"unknown {self.label_kind} labels {unknown}; use {self.labels}")
+        self.model_ = LogisticRegression(C=self.C, class_weight=class_weight, max_iter=self.max_iter)
+        self.model_.fit(np.asarray(X), np.asarray(y))
+        self.classes_ = self.model_.classes_
+        self.n_features_in_ = self.model_.n_features_in_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Returns: ``(n, n_classes)`` probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self, "model_")
+        return self.model_.predict_proba(np.asarray(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Returns: ``(n,)`` labels among ``labels``."""
+        check_is_fitted(self, "model_")
+        return self.model_.predict(np.asarray(X))
+
+
+class IntentClassifier(ClassifierMixin, _LogisticOnLabels):
     """Logistic regression from feature rows to one of :data:`INTENTS`.
 
     Args:
@@ -239,33 +267,20 @@ class IntentClassifier(ClassifierMixin, BaseEstimator):
         max_iter: solver iterations.
     """
 
+    labels = INTENTS
+    label_kind = "intent"
+
     def __init__(self, *, C: float = 4.0, class_weight: str | None = "balanced", max_iter: int = 2000) -> None:
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
 
     def fit(self, X: np.ndarray, y: Sequence[str]) -> IntentClassifier:
-        unknown = sorted(set(y) - set(INTENTS))
-        if unknown:
-            raise ValueError(f"unknown intent labels {unknown}; use {INTENTS}")
-        self.model_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=self.max_iter)
-        self.model_.fit(np.asarray(X), np.asarray(y))
-        self.classes_ = self.model_.classes_
-        self.n_features_in_ = self.model_.n_features_in_
+        self._fit(X, y, self.class_weight)
         return self
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Returns: ``(n, n_classes)`` probabilities, columns in the order of ``classes_``."""
-        check_is_fitted(self, "model_")
-        return self.model_.predict_proba(np.asarray(X))
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Returns: ``(n,)`` intent labels."""
-        check_is_fitted(self, "model_")
-        return self.model_.predict(np.asarray(X))
-
-
-class SentimentScorer(BaseEstimator):
+class SentimentScorer(_LogisticOnLabels):
     """Three-way logistic regression (negative, neutral, positive) with a signed score.
 
     Deliberately no ``ClassifierMixin``: its ``score(X, y)`` means accuracy, here ``score(X)`` is sentiment.
@@ -275,29 +290,16 @@ class SentimentScorer(BaseEstimator):
         max_iter: solver iterations.
     """
 
+    labels = SENTIMENTS
+    label_kind = "sentiment"
+
     def __init__(self, *, C: float = 2.0, max_iter: int = 2000) -> None:
         self.C = C
         self.max_iter = max_iter
 
     def fit(self, X: np.ndarray, y: Sequence[str]) -> SentimentScorer:
-        unknown = sorted(set(y) - set(SENTIMENTS))
-        if unknown:
-            raise ValueError(f"unknown sentiment labels {unknown}; use {SENTIMENTS}")
-        self.model_ = LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter)
-        self.model_.fit(np.asarray(X), np.asarray(y))
-        self.classes_ = self.model_.classes_
-        self.n_features_in_ = self.model_.n_features_in_
+        self._fit(X, y, "balanced")
         return self
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Returns: ``(n, n_classes)`` probabilities, columns in the order of ``classes_``."""
-        check_is_fitted(self, "model_")
-        return self.model_.predict_proba(np.asarray(X))
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Returns: ``(n,)`` labels among :data:`SENTIMENTS`."""
-        check_is_fitted(self, "model_")
-        return self.model_.predict(np.asarray(X))
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """P(positive) − P(negative) per row.
