@@ -40,6 +40,7 @@ from models.tables import (
     ThemeEvent,
     ThemeStat,
 )
+from pipeline.runs import latest_scored_run_id, latest_scored_run_select
 
 ANALYSIS_KINDS = ("full", "incremental")
 EMERGING_TRENDS = ("new", "emerging", "growing")
@@ -172,20 +173,13 @@ def get_feedback(session: Session, feedback_id: int) -> Feedback:
 
 # -- themes --------------------------------------------------------------------------------------------
 def latest_run_select() -> Select[tuple[int]]:
-    """The id of the latest succeeded full or incremental analysis that scored opportunities.
-
-    Newest run first with an EXISTS probe, so the answer comes from the first few runs instead of a scan
-    of every opportunity ever scored.
-    """
-    scored = select(Opportunity.id).where(Opportunity.run_id == AnalysisRun.id).exists()
-    return (select(AnalysisRun.id)
-            .where(AnalysisRun.status == "succeeded", AnalysisRun.kind.in_(ANALYSIS_KINDS), scored)
-            .order_by(AnalysisRun.id.desc()).limit(1))
+    """The id of the current (latest scored) analysis run; defined once, in the pipeline that writes runs."""
+    return latest_scored_run_select()
 
 
 def latest_run_id(session: Session) -> int | None:
     """The latest succeeded full or incremental analysis that scored opportunities."""
-    return session.scalar(latest_run_select())
+    return latest_scored_run_id(session)
 
 
 def weekly_series(session: Session, theme_ids: Iterable[int], *, weeks: int = 12) -> dict[int, list[WeekPoint]]:

@@ -25,7 +25,6 @@ from models.db import session_scope
 from models.settings import Settings
 from models.tables import (
     Account,
-    AnalysisRun,
     Feedback,
     Opportunity,
     Report,
@@ -52,6 +51,7 @@ from pipeline.report import (
     render_report,
     safe_url,
 )
+from pipeline.runs import latest_scored_run_id
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,6 @@ def week_window(week: str, tz: str) -> tuple[dt.datetime, dt.datetime]:
 
 
 # -- loading ------------------------------------------------------------------------------------------------
-def latest_run_id(session: Session) -> int | None:
-    """The last analysis that finished; its opportunities are the current ones (as in ``api.queries``)."""
-    return session.scalar(
-        select(AnalysisRun.id)
-        .where(AnalysisRun.kind.in_(("full", "incremental")), AnalysisRun.status == "succeeded")
-        .order_by(AnalysisRun.id.desc()).limit(1)
-    )
-
-
 def _theme_url(public_url: str, theme_id: int) -> str:
     return f"{public_url.rstrip('/')}/themes/{theme_id}"
 
@@ -203,7 +194,7 @@ def load_report_data(session: Session, *, week: str | None, now: dt.datetime, tz
     weekly = pd.DataFrame([(int(r[0]), r[1], int(r[2])) for r in stat_rows], columns=["theme_id", "week", "items"])
     this_week = {int(r[0]): r for r in stat_rows if r[1] == week}
 
-    run_id = latest_run_id(session)
+    run_id = latest_scored_run_id(session)
     opportunities: list[Opportunity] = []
     if run_id is not None:
         opportunities = list(session.scalars(
