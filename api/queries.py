@@ -42,7 +42,6 @@ from models.tables import (
 )
 from pipeline.runs import latest_scored_run_id, latest_scored_run_select
 
-ANALYSIS_KINDS = ("full", "incremental")
 EMERGING_TRENDS = ("new", "emerging", "growing")
 
 
