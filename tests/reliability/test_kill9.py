@@ -107,7 +107,8 @@ def test_sync_killed_mid_page_then_rerun_equals_one_clean_run(sessions: sessionm
 def test_sync_killed_at_an_arbitrary_moment_then_rerun_equals_one_clean_run(
         sessions: sessionmaker[Session], settings: Settings, tmp_path: Path) -> None:
     export = tmp_path / "export.jsonl"
-    write_export(export, 1500)
+    # Enough pages that an idle machine cannot finish the sync between start-up and the first poll.
+    write_export(export, 12000)
     add_source(sessions, "export", "file", {"path": str(export), "page_size": "20"})
     with sessions() as session:
         source = session.scalars(select(Source).where(Source.name == "export")).one()
