@@ -30,7 +30,8 @@ def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer
     """An Analyzer wired from settings: database (``engine``, or one from settings), embedding model, thresholds."""
     factory = make_session_factory(engine or engine_from_settings(settings))
     embedder = make_embedder(settings.embedding_model, device=settings.embedding_device,
-                             batch_size=settings.embedding_batch_size, threads=settings.torch_threads)
+                             batch_size=settings.embedding_batch_size, threads=settings.torch_threads,
+                             precision=settings.embedding_precision)
     return Analyzer(factory, settings, embedder)
 
 

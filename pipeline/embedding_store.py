@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_scope
-from models.tables import Embedding, Feedback
+from models.tables import Embedding, Feedback, utcnow
 from pipeline.embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_s
                   progress: Callable[[int], None] | None = None) -> int:
     """Embed every stored text that has no vector for this model; each batch commits on its own.
 
-    A crash loses at most the batch in flight; the next call carries on where it stopped.
+    Batch k is written by a helper thread while batch k + 1 is encoded, so a fast encoder (a GPU)
+    does not wait on the database. A crash loses at most the batches in flight; the next call
+    carries on where it stopped.
 
     Returns:
         Number of texts embedded.
@@ -53,17 +56,32 @@ def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_s
     with factory() as session:
         todo = missing_hashes(session, embedder.name)
     done = 0
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        vectors = embedder.encode([text for _, text in batch])
+
+    def store(batch: list[tuple[str, str]], vectors: np.ndarray) -> None:
+        now = utcnow()
         with session_scope(factory) as session:
-            session.add_all(
-                Embedding(content_hash=h, model=embedder.name, dim=int(vectors.shape[1]), vector=to_bytes(v))
+            session.execute(insert(Embedding), [
+                {"content_hash": h, "model": embedder.name, "dim": int(vectors.shape[1]),
+                 "vector": to_bytes(v), "created_at": now}
                 for (h, _), v in zip(batch, vectors, strict=True)
-            )
-        done += len(batch)
-        if progress is not None:
-            progress(len(batch))
+            ])
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-store") as writer:
+        pending: tuple[Future[None], int] | None = None
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            vectors = embedder.encode([text for _, text in batch])
+            if pending is not None:
+                pending[0].result()
+                done += pending[1]
+                if progress is not None:
+                    progress(pending[1])
+            pending = (writer.submit(store, batch, vectors), len(batch))
+        if pending is not None:
+            pending[0].result()
+            done += pending[1]
+            if progress is not None:
+                progress(pending[1])
     if done:
         log.info("embedded %d new texts with %s", done, embedder.name)
     return done

@@ -1,0 +1,111 @@
+"""Embedders and the embedding store: the fast pre-tokenized path matches sentence-transformers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import numpy as np
+import pytest
+from sqlalchemy import func, insert, select
+
+from models.tables import Embedding, Feedback, Source
+from pipeline.embedding import EmbeddingError, HashingEmbedder, SentenceEmbedder, make_embedder
+from pipeline.embedding_store import embed_missing, from_bytes
+
+TEXTS = [
+    "Single sign-on keeps failing for our contractors",
+    "  leading and trailing spaces  ",
+    "UPPER CASE TICKET ABOUT EXPORTS",
+    "",
+    "émoji 🚀 and right-to-left \u200fعربي text",
+    "Tab\tand\nnewline",
+    "word " * 600,  # far past the model's 256 tokens: truncated the same way
+    "ok",
+] + [f"request number {i}: the {['mobile app', 'CSV export', 'billing page'][i % 3]} is slow" for i in range(40)]
+
+
+def test_precision_is_checked() -> None:
+    with pytest.raises(EmbeddingError, match="bad embedding precision 'fp8'"):
+        SentenceEmbedder(precision="fp8")
+
+
+def test_make_embedder_passes_precision() -> None:
+    embedder = make_embedder("all-MiniLM-L6-v2", device="cpu", precision="fp32")
+    assert isinstance(embedder, SentenceEmbedder) and embedder.precision == "fp32"
+
+
+@pytest.fixture(scope="module")
+def cpu_model():
+    return SentenceEmbedder(device="cpu").load()
+
+
+@pytest.mark.slow
+def test_pretokenized_path_matches_sentence_transformers(cpu_model) -> None:
+    from pipeline.embedding import encode_pretokenized
+
+    bare = cpu_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    # Small chunks and batches, several threads: order must survive chunking, sorting and batching.
+    fast = encode_pretokenized(cpu_model, TEXTS, workers=3, tokens_per_batch=300, chunk_texts=7)
+    assert fast.shape == bare.shape and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    assert np.sum(fast * bare, axis=1).min() >= 0.9999
+
+
+@pytest.mark.slow
+def test_sentence_embedder_pretokenize_switch_gives_the_same_vectors() -> None:
+    fast = SentenceEmbedder(device="cpu", pretokenize=True).encode(TEXTS[:12])
+    plain = SentenceEmbedder(device="cpu", pretokenize=False).encode(TEXTS[:12])
+    assert np.sum(fast * plain, axis=1).min() >= 0.9999
+
+
+def add_feedback(sessions, texts: list[str]) -> None:
+    now = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    with sessions.begin() as session:
+        source = Source(name="s", kind="file")
+        session.add(source)
+        session.flush()
+        session.execute(insert(Feedback), [
+            {"source_id": source.id, "external_id": str(i), "kind": "ticket", "text": t,
+             "content_hash": hashlib.sha256(t.encode()).hexdigest(), "occurred_at": now}
+            for i, t in enumerate(texts)])
+
+
+def test_embed_missing_stores_every_batch_once_and_resumes(sessions) -> None:
+    texts = [f"text {i} about exports and billing" for i in range(23)]
+    add_feedback(sessions, texts)
+    embedder = HashingEmbedder(16)
+    seen: list[int] = []
+    assert embed_missing(sessions, embedder, batch_size=5, progress=seen.append) == 23
+    assert seen == [5, 5, 5, 5, 3]
+    with sessions() as session:
+        rows = session.execute(select(Embedding.content_hash, Embedding.vector)).tuples().all()
+    assert len(rows) == 23
+    by_hash = {hashlib.sha256(t.encode()).hexdigest(): t for t in texts}
+    for content_hash, blob in rows:
+        np.testing.assert_allclose(from_bytes(blob, 16), embedder.encode([by_hash[content_hash]])[0])
+    assert embed_missing(sessions, embedder, batch_size=5) == 0
+
+
+class FailingEmbedder(HashingEmbedder):
+    """Fails on its third batch, as a process killed mid-stage would."""
+
+    def __init__(self) -> None:
+        super().__init__(16)
+        self.calls = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("boom")
+        return super().encode(texts)
+
+
+def test_embed_missing_keeps_finished_batches_when_encoding_fails(sessions) -> None:
+    add_feedback(sessions, [f"text {i}" for i in range(20)])
+    with pytest.raises(RuntimeError, match="boom"):
+        embed_missing(sessions, FailingEmbedder(), batch_size=5)
+    with sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(Embedding))
+    assert stored == 10  # the two batches encoded before the failure were written, nothing half-written
+    assert embed_missing(sessions, HashingEmbedder(16), batch_size=5) == 10
