@@ -4,8 +4,8 @@ Targets (issue 3): at least 5,000 items/s into SQLite and 2,000 into PostgreSQL.
 
     .venv/bin/python benchmarks/ingest_rate.py [--rows 100000] [--json] [--pg-url URL]
 
-PostgreSQL runs when the server at ``--pg-url`` answers; the benchmark uses its own database (``gs_bench``),
-created when missing and emptied before each run.
+PostgreSQL runs when the server at ``--pg-url`` answers; the benchmark uses the database that URL names
+(default: ``GROUNDSWELL_BENCH_PG_URL``, else ``gs_bench``), created when missing and emptied before each run.
 """
 
 from __future__ import annotations
@@ -23,18 +23,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-
+from benchmarks.common import PG_BENCH_URL, ensure_pg_database, reset_pg_schema  # noqa: E402
 from ingest.connectors.files import FileConnector  # noqa: E402
 from ingest.records import AccountRef, FeedbackRecord  # noqa: E402
 from ingest.sync import sync_source  # noqa: E402
 from ingest.upsert import FeedbackWriter, get_or_create_source  # noqa: E402
 from models import migrate  # noqa: E402
 from models.db import make_engine, make_session_factory, session_scope  # noqa: E402
-from models.tables import Base, Source  # noqa: E402
+from models.tables import Source  # noqa: E402
 
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PHRASES = ["CSV export times out on large reports", "SSO with Okta keeps failing", "Dashboard loads slowly",
            "Need audit logs for SOC2", "Pricing for extra seats is confusing", "Mobile app crashes on login",
            "Webhooks retry too often", "Please add dark mode", "Salesforce sync duplicates contacts"]
@@ -55,12 +52,12 @@ def generate_csv(path: Path, rows: int, seed: int = 1) -> None:
 
 
 def reset(url: str) -> None:
+    """A freshly migrated, empty database. PostgreSQL gets a new schema: a TRUNCATE would keep the planner
+    statistics of the last run, and a first import into a new database has none."""
+    if url.startswith("postgresql"):
+        reset_pg_schema(url)
     engine = make_engine(url)
     migrate.upgrade(engine)
-    if engine.dialect.name == "postgresql":
-        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     engine.dispose()
 
 
@@ -106,35 +103,22 @@ def bench_upsert(url: str, rows: int) -> dict[str, Any]:
     return out
 
 
-def pg_bench_url(server_url: str) -> str | None:
-    """URL of the gs_bench database, created when missing; None when the server does not answer."""
-    try:
-        admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = 'gs_bench'"))
-            if not exists:
-                conn.execute(text("CREATE DATABASE gs_bench"))
-        admin.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL to measure
-        print(f"PostgreSQL not measured: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return None
-    return make_url(server_url).set(database="gs_bench").render_as_string(hide_password=False)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--pg-url", default=PG_SERVER, help="a PostgreSQL server URL (any database on it)")
+    parser.add_argument("--pg-url", default=PG_BENCH_URL,
+                        help="the PostgreSQL database to use (emptied; default GROUNDSWELL_BENCH_PG_URL or gs_bench)")
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmp:
         csv_path = Path(tmp) / "export.csv"
         generate_csv(csv_path, args.rows)
         targets = [("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", 5_000)]
-        pg = pg_bench_url(args.pg_url)
-        if pg:
-            targets.append(("postgresql", pg, 2_000))
+        if ensure_pg_database(args.pg_url):
+            targets.append(("postgresql", args.pg_url, 2_000))
+        else:
+            print(f"PostgreSQL not measured: no server answers at {args.pg_url}", file=sys.stderr)
         for backend, url, target in targets:
             row = {"backend": backend, "rows": args.rows, **bench_file(url, csv_path),
                    **bench_upsert(url, args.rows), "target_items_per_s": target}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection
@@ -41,6 +41,59 @@ def test_insert_update_unchanged_and_needs_analysis(sessions: sessionmaker[Sessi
     assert len(stored) == 2
     assert stored["a"].title == "new title" and not stored["a"].needs_analysis  # metadata only: no re-embedding
     assert stored["b"].text == "Need SSO with Okta" and stored["b"].needs_analysis
+
+
+def rows_written(session: Session) -> int:
+    """Rows this transaction has inserted into or updated in feedback so far."""
+    if session.get_bind().dialect.name == "sqlite":
+        return int(session.scalar(text("SELECT total_changes()")))
+    return int(session.scalar(text(
+        "SELECT n_tup_ins + n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = 'feedback'::regclass"
+    )))
+
+
+def test_unchanged_records_read_again_write_no_row(sessions: sessionmaker[Session]) -> None:
+    page = [rec("a", "Export is slow", tags=["csv"], deal_amount=12.5), rec("b", "Need SSO", title="sso")]
+    write(sessions, page)
+    with session_scope(sessions) as session:
+        source = get_or_create_source(session, name="s", kind="file")
+        before = rows_written(session)
+        stats = FeedbackWriter(session, source).write(page)
+        assert rows_written(session) == before
+    assert (stats.inserted, stats.updated, stats.unchanged) == (0, 0, 2)
+
+
+def test_metadata_change_is_stored_without_reanalysis(sessions: sessionmaker[Session]) -> None:
+    write(sessions, [rec("a", "Export is slow", tags=["csv", "export"])])
+    with sessions.begin() as session:
+        session.execute(update(Feedback).values(needs_analysis=False))
+    later = WHEN + dt.timedelta(days=1)
+    stats = write(sessions, [rec("a", "Export is slow", tags=["csv"], occurred_at=later, deal_stage="won")])
+    assert (stats.inserted, stats.updated, stats.unchanged) == (0, 0, 1)
+    stored = rows(sessions)["a"]
+    assert stored.tags == ["csv"] and stored.occurred_at == later and stored.deal_stage == "won"
+    assert not stored.needs_analysis
+
+
+def test_several_pages_in_one_transaction(sessions: sessionmaker[Session]) -> None:
+    with session_scope(sessions) as session:
+        writer = FeedbackWriter(session, get_or_create_source(session, name="s", kind="file"))
+        first = writer.write([rec("a", "one"), rec("b", "two")])
+        second = writer.write([rec("b", "two, changed"), rec("c", "three")])
+    assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    assert (second.inserted, second.updated, second.unchanged) == (1, 1, 0)
+    stored = rows(sessions)
+    assert sorted(stored) == ["a", "b", "c"] and stored["b"].text == "two, changed"
+
+
+def test_a_page_rolled_back_to_its_savepoint_leaves_nothing(sessions: sessionmaker[Session]) -> None:
+    with session_scope(sessions) as session:
+        writer = FeedbackWriter(session, get_or_create_source(session, name="s", kind="file"))
+        savepoint = session.begin_nested()
+        writer.write([rec("a", "lost")])
+        savepoint.rollback()
+        stats = writer.write([rec("b", "kept")])
+    assert stats.inserted == 1 and sorted(rows(sessions)) == ["b"]
 
 
 def test_repeated_record_in_a_page_keeps_the_last(sessions: sessionmaker[Session]) -> None:
