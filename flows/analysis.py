@@ -15,14 +15,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.embedding import run_embed_batches, task_runner_setting
 from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
-from models.tables import AnalysisRun, Feedback, Theme, ThemeAssignment, utcnow
-from pipeline.analysis import AnalysisSummary, Analyzer, reap_abandoned_runs
+from models.tables import AnalysisRun, Theme, utcnow
+from pipeline.analysis import AnalysisSummary, Analyzer, new_unassigned, reap_abandoned_runs
 from pipeline.embedding import make_embedder
 
 
@@ -64,12 +64,7 @@ def decide_recluster(session: Session, settings: Settings, *, asked: bool = Fals
         .order_by(AnalysisRun.finished_at.desc()).limit(1)
     ).first()
     last_full_at = last_full[1] if last_full else None
-    pool_query = (select(func.count(Feedback.id))
-                  .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
-                  .where(ThemeAssignment.feedback_id.is_(None), Feedback.duplicate_of.is_(None)))
-    if last_full is not None:
-        pool_query = pool_query.where(Feedback.ingested_at >= last_full[0])
-    pool = int(session.scalar(pool_query) or 0)
+    pool = new_unassigned(session)
 
     def decision(full: bool, reason: str) -> ReclusterDecision:
         return ReclusterDecision(full=full, reason=reason, last_full_at=last_full_at, pool=pool)

@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 # less, so small chunks cost real padding; a crash loses at most one chunk of work.
 EMBED_COMMIT_TEXTS = 4096
 
+# An incremental run relabels a theme that gained at least this share of its size (or was born in it).
+RELABEL_GROWTH = 0.2
+
 # Themes in these states take part in matching; merged themes live on in the theme they were merged into.
 MATCHABLE = ("active", "archived")
 
@@ -172,17 +175,28 @@ class Analyzer:
         summary.signals = self._signals()
         return summary.signals
 
-    def themes(self, summary: AnalysisSummary) -> Corpus:
-        corpus = self._load_corpus()
-        summary.items = len(corpus)
+    def themes(self, summary: AnalysisSummary) -> None:
+        """Full run: cluster everything, match to old themes, label every theme.
+
+        Incremental run: read only the unassigned items' vectors, assign them to the nearest theme,
+        cluster what is left when enough new items wait, and relabel only the themes born or grown by
+        :data:`RELABEL_GROWTH` in this run (the next full run relabels all).
+        """
         if summary.kind == "full":
+            corpus = self._load_corpus()
             self._full(corpus, summary)
+            self._label(corpus)
         else:
-            self._incremental(corpus, summary)
-        self._label(corpus)
+            grown = self._incremental(self._load_corpus(unassigned_only=True), summary)
+            with self.factory() as session:
+                sizes = dict(session.execute(select(Theme.id, Theme.size)).tuples().all())
+            stale = {tid for tid, added in grown.items()
+                     if tid < 0 or added >= RELABEL_GROWTH * max(1, sizes.get(tid, 0))}
+            if stale:
+                self._label(self._load_corpus(), only={abs(t) for t in stale})
         with self.factory() as session:
-            summary.assigned, summary.unassigned = self._assignment_counts(session, corpus)
-        return corpus
+            summary.items, summary.assigned = self._assignment_counts(session)
+            summary.unassigned = summary.items - summary.assigned
 
     def scores(self, summary: AnalysisSummary, now: dt.datetime | None = None) -> int:
         self._stats_and_scores(summary, now or utcnow())
@@ -271,13 +285,17 @@ class Analyzer:
             done += len(chunk)
         return done
 
-    def _load_corpus(self) -> Corpus:
+    def _load_corpus(self, *, unassigned_only: bool = False) -> Corpus:
+        """Items that take part in theming (not duplicates, with a vector); only those with no theme when
+        ``unassigned_only``."""
+        query = (select(Feedback.id, Feedback.text, Feedback.content_hash)
+                 .join(Embedding, _has_vector(self.embedder.name))
+                 .where(Feedback.duplicate_of.is_(None)).order_by(Feedback.id))
+        if unassigned_only:
+            query = query.outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id).where(
+                ThemeAssignment.feedback_id.is_(None))
         with self.factory() as session:
-            rows = session.execute(
-                select(Feedback.id, Feedback.text, Feedback.content_hash)
-                .join(Embedding, _has_vector(self.embedder.name))
-                .where(Feedback.duplicate_of.is_(None)).order_by(Feedback.id)
-            ).tuples().all()
+            rows = session.execute(query).tuples().all()
             vectors = load_vectors(session, self.embedder.name, [r[2] for r in rows])
         return Corpus(ids=np.array([r[0] for r in rows], dtype=np.int64), texts=[r[1] for r in rows],
                       vectors=vectors if len(rows) else np.zeros((0, 1), dtype=np.float32))
@@ -411,16 +429,18 @@ class Analyzer:
                 detail["reason"] = "no items left after re-clustering"
             session.add(ThemeEvent(theme_id=theme_id, kind=event.kind, run_id=run_id, detail=detail))
 
-    def _incremental(self, corpus: Corpus, summary: AnalysisSummary) -> None:
+    def _incremental(self, pool: Corpus, summary: AnalysisSummary) -> dict[int, int]:
+        """Assign the unassigned items (``pool``) to themes; cluster the rest when enough new ones wait.
+
+        Returns: items added per theme id; a theme born in this run is keyed by its negated id.
+        """
+        added: dict[int, int] = {}
         with session_scope(self.factory) as session:
-            assigned = set(session.scalars(select(ThemeAssignment.feedback_id)).all())
             themes = self._themes(session, ("active",))
-            if not themes:
-                return
-            pool_idx = np.array([i for i, fid in enumerate(corpus.ids.tolist()) if fid not in assigned],
-                                dtype=np.int64)
-            if pool_idx.size == 0:
-                return
+            if not themes or len(pool) == 0:
+                return added
+            corpus = pool
+            pool_idx = np.arange(len(pool), dtype=np.int64)
             centroids = np.stack([from_bytes(t.centroid) for t in themes])
             labels, sims = assign_to_centroids(corpus.vectors[pool_idx], centroids,
                                                self.settings.assign_threshold)
@@ -431,19 +451,28 @@ class Analyzer:
             ]
             if rows:
                 session.execute(ThemeAssignment.__table__.insert(), rows)
+                for row in rows:
+                    added[row["theme_id"]] = added.get(row["theme_id"], 0) + 1
             rest = pool_idx[np.asarray(labels) < 0]
-            if rest.size >= self.settings.recluster_pool_size:
-                self._cluster_pool(session, corpus, rest, themes, summary)
+            # Old noise waits in the pool too; only new arrivals decide whether it is worth clustering.
+            if rest.size and new_unassigned(session) >= self.settings.recluster_pool_size:
+                for tid, n in self._cluster_pool(session, corpus, rest, themes, summary).items():
+                    added[tid] = added.get(tid, 0) + n
             self._refresh_sizes(session)
+        return added
 
     def _cluster_pool(self, session: Session, corpus: Corpus, pool_idx: np.ndarray, themes: list[Theme],
-                      summary: AnalysisSummary) -> None:
-        """New themes from the items no theme took; clusters close to a theme join it instead."""
+                      summary: AnalysisSummary) -> dict[int, int]:
+        """New themes from the items no theme took; clusters close to a theme join it instead.
+
+        Returns: items added per theme id, a theme born here keyed by its negated id.
+        """
         clusterer = self.make_clusterer().fit(corpus.vectors[pool_idx])
         labels = np.asarray(clusterer.labels_)
         centroids = np.asarray(clusterer.centroids_, dtype=np.float32)
         old_centroids = np.stack([from_bytes(t.centroid) for t in themes])
         rows = []
+        added: dict[int, int] = {}
         for j in range(centroids.shape[0]):
             members = pool_idx[labels == j]
             if members.size == 0:
@@ -452,6 +481,7 @@ class Analyzer:
             best = int(np.argmax(sim_to_old))
             if sim_to_old[best] >= self.settings.theme_match_threshold:
                 theme_id = themes[best].id
+                added[theme_id] = added.get(theme_id, 0) + int(members.size)
             else:
                 theme = Theme(model=self.embedder.name, status="active", centroid=to_bytes(centroids[j]))
                 session.add(theme)
@@ -460,6 +490,7 @@ class Analyzer:
                                        detail={"size": int(members.size), "from": "pool"}))
                 summary.born += 1
                 theme_id = theme.id
+                added[-theme_id] = int(members.size)
             member_sims = corpus.vectors[members] @ centroids[j]
             rows.extend(
                 {"feedback_id": int(corpus.ids[i]), "theme_id": theme_id, "similarity": float(s),
@@ -468,6 +499,7 @@ class Analyzer:
             )
         if rows:
             session.execute(ThemeAssignment.__table__.insert(), rows)
+        return added
 
     @staticmethod
     def _refresh_sizes(session: Session) -> None:
@@ -478,13 +510,21 @@ class Analyzer:
         for theme in session.scalars(select(Theme)):
             theme.size = int(sizes.get(theme.id, 0))
 
-    @staticmethod
-    def _assignment_counts(session: Session, corpus: Corpus) -> tuple[int, int]:
-        assigned = set(session.scalars(select(ThemeAssignment.feedback_id)).all())
-        n_assigned = sum(1 for fid in corpus.ids.tolist() if fid in assigned)
-        return n_assigned, len(corpus) - n_assigned
+    def _assignment_counts(self, session: Session) -> tuple[int, int]:
+        """(items taking part in theming, those of them with a theme)."""
+        from sqlalchemy import func
 
-    def _label(self, corpus: Corpus) -> None:
+        base = (select(func.count()).select_from(Feedback).join(Embedding, _has_vector(self.embedder.name))
+                .where(Feedback.duplicate_of.is_(None)))
+        items = session.scalar(base) or 0
+        assigned = session.scalar(base.join(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)) or 0
+        return int(items), int(assigned)
+
+    def _label(self, corpus: Corpus, only: set[int] | None = None) -> None:
+        """Label, keywords and quotes of every theme, or of the themes in ``only``.
+
+        c-TF-IDF weighs a theme's words against all the others, so the labeler always sees every theme.
+        """
         if len(corpus) == 0:
             return
         with session_scope(self.factory) as session:
@@ -497,6 +537,10 @@ class Analyzer:
             if not present:
                 return
             labeler = ThemeLabeler().fit(corpus.texts, labels)
+            if only is not None:
+                present = [tid for tid in present if tid in only]
+                if not present:
+                    return
             centroid_rows = []
             for tid in present:
                 members = corpus.vectors[labels == tid]
@@ -587,6 +631,24 @@ class Analyzer:
             if rows:
                 session.execute(Opportunity.__table__.insert(), rows)
             summary.opportunities = sum(1 for r in rows if r["segment"] == "all")
+
+
+def new_unassigned(session: Session) -> int:
+    """Items ingested since the last successful full run started that have no theme (duplicates aside).
+
+    Items a full run left as noise are not counted, so a noisy corpus does not re-cluster every run.
+    """
+    from sqlalchemy import func
+
+    query = (select(func.count(Feedback.id))
+             .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
+             .where(ThemeAssignment.feedback_id.is_(None), Feedback.duplicate_of.is_(None)))
+    last_full_start = session.scalar(
+        select(AnalysisRun.started_at).where(AnalysisRun.kind == "full", AnalysisRun.status == "succeeded")
+        .order_by(AnalysisRun.finished_at.desc()).limit(1))
+    if last_full_start is not None:
+        query = query.where(Feedback.ingested_at >= last_full_start)
+    return int(session.scalar(query) or 0)
 
 
 def _has_vector(model: str) -> ColumnElement[bool]:

@@ -12,7 +12,7 @@ from ingest.demo import generate_demo
 from ingest.demo_loader import load_demo
 from models.settings import Settings
 from models.tables import AnalysisRun, Feedback, Opportunity, Theme, ThemeAssignment, ThemeEvent, ThemeStat
-from pipeline.analysis import Analyzer
+from pipeline.analysis import RELABEL_GROWTH, Analyzer
 from pipeline.embedding import HashingEmbedder
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
@@ -173,3 +173,50 @@ def test_crash_mid_run_then_rerun_equals_clean_run(sessions, settings, demo, mon
     assert partition(clean_assign) == partition(crashed_then_rerun[0])
     assert sorted(label for label, _ in clean_themes.values()) == sorted(
         label for label, _ in crashed_then_rerun[1].values())
+
+
+@pytest.mark.parametrize("growth", [RELABEL_GROWTH, 0.01])
+def test_incremental_run_relabels_only_themes_that_grew(sessions, settings, demo, growth, monkeypatch) -> None:
+    monkeypatch.setattr("pipeline.analysis.RELABEL_GROWTH", growth)
+    items = list(demo.items)
+    demo.items = items[:-30]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    with sessions.begin() as s:
+        for theme in s.scalars(select(Theme)):
+            theme.label = f"stale {theme.id}"
+    demo.items = items
+    load_demo(sessions, demo)
+    before = assignments(sessions)
+    summary = analyzer(sessions, settings).run(now=NOW)
+    assert summary.kind == "incremental"
+    after = assignments(sessions)
+    gained: dict[int, int] = {}
+    for fid, tid in after.items():
+        if fid not in before:
+            gained[tid] = gained.get(tid, 0) + 1
+    assert gained, "the new items joined no theme"
+    with sessions() as s:
+        labels = {t.id: (t.label, t.size) for t in s.scalars(select(Theme))}
+    relabelled = 0
+    for tid, (label, size) in labels.items():
+        grew = gained.get(tid, 0) >= growth * size
+        assert label.startswith("stale ") != grew, (tid, label, size, gained.get(tid, 0))
+        relabelled += grew
+    if growth < 0.05:
+        assert relabelled > 0
+    # The counts still cover the whole corpus, not only the items read in this run.
+    assert summary.items == len(after) + summary.unassigned
+    assert summary.assigned == len(after)
+
+
+def test_old_noise_alone_does_not_recluster_the_pool(sessions, settings, demo) -> None:
+    load_demo(sessions, demo)
+    first = analyzer(sessions, settings).run(now=NOW)
+    assert first.unassigned > 0
+    settings.recluster_pool_size = 1  # any unassigned item would trigger, were old noise counted
+    summary = analyzer(sessions, settings).run(now=NOW)
+    assert summary.kind == "incremental" and summary.born == 0
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ThemeEvent).where(
+            ThemeEvent.run_id == summary.run_id)) == 0
