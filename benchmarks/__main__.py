@@ -26,6 +26,7 @@ def suite(quick: bool) -> list[tuple[str, list[str]]]:
     runs: list[tuple[str, list[str]]] = [
         ("ingest_rate", ["--rows", "20000" if small else "100000"]),
         ("embedding_rate", ["--texts", "500" if small else "3000"]),
+        ("gpu_embedding", ["--n", "20000" if small else "200000"]),  # a row saying so without a GPU
         ("cluster_scale", ["--sizes", "10000" if small else "10000,100000,1000000"]),
         ("analysis_incremental", ["--copies", "2" if small else "6"]),
         ("intent_quality", []),

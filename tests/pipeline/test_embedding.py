@@ -109,3 +109,25 @@ def test_embed_missing_keeps_finished_batches_when_encoding_fails(sessions) -> N
         stored = session.scalar(select(func.count()).select_from(Embedding))
     assert stored == 10  # the two batches encoded before the failure were written, nothing half-written
     assert embed_missing(sessions, HashingEmbedder(16), batch_size=5) == 10
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path) -> None:
+    """The GPU benchmark only runs where a GPU is lent; a CPU smoke run keeps the script from rotting."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("\n".join(json.dumps(t) for t in TEXTS[:20]) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_embedding", "--device", "cpu", "--texts-file", str(texts),
+         "--n", "30", "--repeats", "1", "--sweep", "512", "--json"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600, check=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    cases = [r["case"] for r in rows]
+    assert cases[0] == "bare encode fp32, batch 32" and cases[-1] == "stage: embed_missing into SQLite"
+    one_call = next(r for r in rows if r["case"] == "SentenceEmbedder, one call")
+    assert one_call["texts"] == 30 and one_call["cos_vs_bare_min"] >= 0.9999
+    assert rows[-1]["texts_per_s"] > 0
