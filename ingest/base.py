@@ -126,3 +126,21 @@ def parse_timestamp(value: Any) -> dt.datetime:
 
 def iso(ts: dt.datetime) -> str:
     return ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """``value`` when the vendor sent an object there, else an empty one (hostile or drifted payloads)."""
+    return value if isinstance(value, dict) else {}
+
+
+def objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list the vendor sent; anything else there is ignored."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def scalar_text(value: Any) -> str:
+    """A scalar the vendor sent, as text; ``""`` for none, and for an object or list where a value belongs.
+
+    NUL characters are dropped: PostgreSQL text cannot hold them, and no name, domain or id needs one.
+    """
+    return "" if value is None or isinstance(value, dict | list) else str(value).replace("\x00", "")

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from ingest.base import Connector, Page, Stream, parse_timestamp
+from ingest.base import Connector, Page, Stream, obj, objects, parse_timestamp, scalar_text
 from ingest.errors import BadResponse
 from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, payload_text
@@ -84,15 +84,15 @@ class HubSpotConnector(Connector):
             data = self.http.post_json(f"/crm/v3/objects/{object_type}/search", body)
             if not isinstance(data, dict) or not isinstance(data.get("results"), list):
                 raise BadResponse(f"{object_type} search answered without a 'results' list", source=self.source)
-            results = [r for r in data["results"] if isinstance(r, dict)]
+            results = objects(data["results"])
             latest = since
             for r in results:
-                stamp = (r.get("properties") or {}).get("hs_lastmodifieddate") or r.get("updatedAt")
+                stamp = obj(r.get("properties")).get("hs_lastmodifieddate") or r.get("updatedAt")
                 try:
                     latest = max(latest, int(parse_timestamp(stamp).timestamp() * 1000))
                 except ValueError:
                     continue
-            next_after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            next_after = obj(obj(data.get("paging")).get("next")).get("after")
             yield results, {"since_ms": latest}
             if not next_after:
                 return
@@ -111,24 +111,25 @@ class HubSpotConnector(Connector):
             data = self.http.post_json("/crm/v3/objects/companies/batch/read", {
                 "properties": self.company_properties, "inputs": [{"id": i} for i in chunk],
             })
-            for r in (data or {}).get("results") or []:
-                if isinstance(r, dict) and r.get("id") is not None:
+            for r in objects(obj(data).get("results")):
+                if r.get("id") is not None:
                     found[str(r["id"])] = r
         return found
 
     def account(self, company: dict[str, Any]) -> AccountRecord:
-        props = company.get("properties") or {}
-        lifecycle = LIFECYCLE.get(str(props.get("lifecyclestage") or "").lower())
-        segment = (props.get(self.segment_property) if self.segment_property
+        props = obj(company.get("properties"))
+        lifecycle = LIFECYCLE.get(scalar_text(props.get("lifecyclestage")).lower())
+        segment = (scalar_text(props.get(self.segment_property)) if self.segment_property
                    else _segment(props.get("numberofemployees")))
+        domain = scalar_text(props.get("domain"))
         return AccountRecord(
-            name=str(props.get("name") or props.get("domain") or f"hubspot company {company['id']}"),
-            domain=props.get("domain") or None,
+            name=scalar_text(props.get("name")) or domain or f"hubspot company {company['id']}",
+            domain=domain or None,
             segment=segment or None,
             arr=_number(props.get(self.arr_property)),
             lifecycle=lifecycle,
             open_pipeline=_number(props.get(self.pipeline_property)) if self.pipeline_property else None,
-            external_ids={"hubspot": str(company["id"])},
+            external_ids={"hubspot": scalar_text(company["id"])},
         )
 
 
@@ -171,15 +172,15 @@ class NoteStream:
                 continue
             data = self.c.http.post_json("/crm/v4/associations/notes/companies/batch/read",
                                          {"inputs": [{"id": i} for i in chunk]})
-            for r in (data or {}).get("results") or []:
-                from_id = str((r.get("from") or {}).get("id"))
-                links[from_id] = [str(t["toObjectId"]) for t in r.get("to") or [] if "toObjectId" in t]
+            for r in objects(obj(data).get("results")):
+                from_id = str(obj(r.get("from")).get("id"))
+                links[from_id] = [str(t["toObjectId"]) for t in objects(r.get("to")) if t.get("toObjectId") is not None]
         return links
 
     def _record(self, note: dict[str, Any], company_ids: list[str], companies: dict[str, dict[str, Any]]
                 ) -> FeedbackRecord | Rejection:
         key = str(note["id"])
-        props = note.get("properties") or {}
+        props = obj(note.get("properties"))
         try:
             occurred = parse_timestamp(props.get("hs_timestamp") or note.get("createdAt"))
         except ValueError as exc:
@@ -188,13 +189,15 @@ class NoteStream:
         for cid in company_ids:
             company = companies.get(cid)
             if company is not None:
-                cprops = company.get("properties") or {}
-                account = AccountRef(name=cprops.get("name"), domain=cprops.get("domain"), external_id=cid,
+                cprops = obj(company.get("properties"))
+                account = AccountRef(name=scalar_text(cprops.get("name")) or None,
+                                     domain=scalar_text(cprops.get("domain")) or None, external_id=cid,
                                      system="hubspot")
                 break
         return FeedbackRecord(
-            external_id=key, text=str(props.get("hs_note_body") or ""), occurred_at=occurred, kind="call_note",
-            account=account, author_role="sales", submitted_by=props.get("hubspot_owner_id"), is_html=True,
+            external_id=key, text=scalar_text(props.get("hs_note_body")), occurred_at=occurred, kind="call_note",
+            account=account, author_role="sales", submitted_by=scalar_text(props.get("hubspot_owner_id")) or None,
+            is_html=True,
         )
 
 

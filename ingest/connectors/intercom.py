@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from ingest.base import Connector, Page, Stream, parse_timestamp
+from ingest.base import Connector, Page, Stream, obj, objects, parse_timestamp
 from ingest.errors import BadResponse
 from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, not_an_object, payload_text
@@ -61,7 +61,7 @@ class IntercomConnector(Connector):
     def company_of(self, contact_id: str) -> dict[str, Any] | None:
         if contact_id not in self._contacts:
             contact = self.http.get_json(f"/contacts/{contact_id}")
-            data = _objects(_obj(_obj(contact).get("companies")).get("data"))
+            data = objects(obj(obj(contact).get("companies")).get("data"))
             self._contacts[contact_id] = str(data[0]["id"]) if data and data[0].get("id") else None
         company_id = self._contacts[contact_id]
         if company_id is None:
@@ -106,7 +106,7 @@ class ConversationStream:
                 with contextlib.suppress(TypeError, ValueError):
                     newest = max(newest, int(conv.get("updated_at") or 0))
                 records.append(self._record(conv, accounts))
-            starting_after = _obj(_obj(data.get("pages")).get("next")).get("starting_after")
+            starting_after = obj(obj(data.get("pages")).get("next")).get("starting_after")
             if starting_after:
                 yield Page(records=records, accounts=list(accounts.values()),
                            cursor={"updated_since": since, "newest": newest, "starting_after": starting_after})
@@ -128,15 +128,15 @@ class ConversationStream:
         if not isinstance(full, dict):
             raise BadResponse(f"conversation {key} is not a JSON object", source=self.c.source)
         parts: list[str] = []
-        source = _obj(full.get("source"))
-        if _obj(source.get("author")).get("type") in CUSTOMER_AUTHORS and source.get("body"):
+        source = obj(full.get("source"))
+        if obj(source.get("author")).get("type") in CUSTOMER_AUTHORS and source.get("body"):
             parts.append(str(source["body"]))
-        for part in _objects(_obj(full.get("conversation_parts")).get("conversation_parts")):
+        for part in objects(obj(full.get("conversation_parts")).get("conversation_parts")):
             if part.get("part_type") == "comment" and part.get("body") and \
-                    _obj(part.get("author")).get("type") in CUSTOMER_AUTHORS:
+                    obj(part.get("author")).get("type") in CUSTOMER_AUTHORS:
                 parts.append(str(part["body"]))
         account = None
-        contacts = _objects(_obj(full.get("contacts") or conv.get("contacts")).get("contacts"))
+        contacts = objects(obj(full.get("contacts") or conv.get("contacts")).get("contacts"))
         if contacts and contacts[0].get("id"):
             company = self.c.company_of(str(contacts[0]["id"]))
             if isinstance(company, dict) and company.get("id") is not None:
@@ -147,18 +147,8 @@ class ConversationStream:
         return FeedbackRecord(
             external_id=key, text="\n\n".join(parts), occurred_at=occurred, kind="chat",
             title=str(source.get("subject") or "") or None, account=account, author_role="customer", is_html=True,
-            tags=[str(t.get("name")) for t in _objects(_obj(full.get("tags")).get("tags")) if t.get("name")],
+            tags=[str(t.get("name")) for t in objects(obj(full.get("tags")).get("tags")) if t.get("name")],
         )
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` when the vendor sent an object there, else an empty one (hostile or drifted payloads)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _objects(value: Any) -> list[dict[str, Any]]:
-    """The objects of a list the vendor sent; anything else there is ignored."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _account(company: dict[str, Any]) -> AccountRecord:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from ingest.base import Connector, Page, Stream, iso, parse_timestamp
+from ingest.base import Connector, Page, Stream, iso, parse_timestamp, scalar_text
 from ingest.errors import BadResponse, ConfigError
 from ingest.http import Sleep, token_client
 from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection, payload_text
@@ -148,7 +148,7 @@ class NoteObjectStream:
             external_id=f"{self.spec.object}:{key}", text="" if text is None else str(text), occurred_at=occurred,
             kind="call_note", title=(str(r[self.spec.title_field]) if self.spec.title_field and
                                      r.get(self.spec.title_field) else None),
-            account=account, author_role="sales", submitted_by=r.get("CreatedById"),
+            account=account, author_role="sales", submitted_by=scalar_text(r.get("CreatedById")) or None,
         )
 
 
@@ -170,14 +170,17 @@ class AccountStream:
         for batch in self.c.query(f"SELECT Id, SystemModstamp FROM Account WHERE SystemModstamp >= {acc_since} "
                                   f"ORDER BY SystemModstamp ASC"):
             for r in batch:
-                changed.add(str(r["Id"]))
-                acc_latest = max(acc_latest, iso(parse_timestamp(r["SystemModstamp"])))
+                if scalar_text(r.get("Id")):
+                    changed.add(scalar_text(r.get("Id")))
+                with contextlib.suppress(ValueError):
+                    acc_latest = max(acc_latest, iso(parse_timestamp(r.get("SystemModstamp"))))
         for batch in self.c.query(f"SELECT Id, AccountId, SystemModstamp FROM Opportunity "
                                   f"WHERE SystemModstamp >= {opp_since} ORDER BY SystemModstamp ASC"):
             for r in batch:
-                if r.get("AccountId"):
-                    changed.add(str(r["AccountId"]))
-                opp_latest = max(opp_latest, iso(parse_timestamp(r["SystemModstamp"])))
+                if scalar_text(r.get("AccountId")):
+                    changed.add(scalar_text(r.get("AccountId")))
+                with contextlib.suppress(ValueError):
+                    opp_latest = max(opp_latest, iso(parse_timestamp(r.get("SystemModstamp"))))
         ids = sorted(changed)
         fields = ["Id", "Name", "Website", "Type", "NumberOfEmployees"]
         fields += [f for f in (self.c.arr_field, self.c.segment_field) if f]
@@ -193,12 +196,14 @@ class AccountStream:
                 for b in self.c.query(f"SELECT AccountId, Amount, IsClosed, IsWon FROM Opportunity "
                                       f"WHERE AccountId IN ({in_list})"):
                     for o in b:
-                        amount = float(o.get("Amount") or 0)
-                        if o.get("IsWon"):
-                            won[str(o["AccountId"])] += amount
-                        elif not o.get("IsClosed"):
-                            open_[str(o["AccountId"])] += amount
-                accounts = [self._account(r, won, open_) for r in rows]
+                        owner, amount = scalar_text(o.get("AccountId")), _number(o.get("Amount")) or 0.0
+                        if not owner:
+                            continue
+                        if o.get("IsWon") is True:
+                            won[owner] += amount
+                        elif o.get("IsClosed") is not True:
+                            open_[owner] += amount
+                accounts = [self._account(r, won, open_) for r in rows if scalar_text(r.get("Id"))]
             # The cursor moves only with the last chunk: a crash in between redoes all chunks (idempotent).
             last = n == len(chunks)
             yield Page(accounts=accounts, cursor={
@@ -207,7 +212,7 @@ class AccountStream:
             })
 
     def _account(self, r: dict[str, Any], won: dict[str, float], open_: dict[str, float]) -> AccountRecord:
-        acc_id = str(r["Id"])
+        acc_id = scalar_text(r.get("Id"))
         kind = str(r.get("Type") or "").lower()
         lifecycle = ("customer" if "customer" in kind else "prospect" if "prospect" in kind
                      else "churned" if "former" in kind or "churn" in kind else None)
@@ -215,7 +220,8 @@ class AccountStream:
         segment = (str(r.get(self.c.segment_field) or "") or None) if self.c.segment_field \
             else _segment(r.get("NumberOfEmployees"))
         return AccountRecord(
-            name=str(r.get("Name") or f"salesforce account {acc_id}"), domain=r.get("Website") or None,
+            name=scalar_text(r.get("Name")) or f"salesforce account {acc_id}",
+            domain=scalar_text(r.get("Website")) or None,
             segment=segment, arr=arr, lifecycle=lifecycle, open_pipeline=open_.get(acc_id, 0.0),
             external_ids={"salesforce": acc_id},
         )

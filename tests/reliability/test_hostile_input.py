@@ -217,6 +217,57 @@ def test_intercom_payloads_are_stored_or_rejected(sessions: sessionmaker[Session
     assert_clean_texts(sessions)
 
 
+HUBSPOT_OBJECTS = st.fixed_dictionaries({"id": st.integers(1, 10**9) | NASTY_TEXT | st.none()}, optional={
+    "properties": st.fixed_dictionaries({}, optional={
+        "hs_note_body": NASTY_TEXT | JSON_VALUES, "hs_timestamp": JSON_VALUES, "hs_lastmodifieddate": JSON_VALUES,
+        "name": JSON_VALUES, "domain": JSON_VALUES, "annualrevenue": JSON_VALUES, "numberofemployees": JSON_VALUES,
+        "lifecyclestage": JSON_VALUES, "hubspot_owner_id": JSON_VALUES,
+    }) | JSON_VALUES,
+    "createdAt": JSON_VALUES, "updatedAt": JSON_VALUES, "archived": JSON_VALUES,
+}) | JSON_VALUES
+
+
+@FAST
+@given(notes=st.lists(HUBSPOT_OBJECTS, min_size=1, max_size=5), companies=st.lists(HUBSPOT_OBJECTS, max_size=3),
+       links=st.lists(JSON_VALUES, max_size=3))
+def test_hubspot_payloads_are_stored_or_rejected(sessions: sessionmaker[Session], settings: Settings,
+                                                 notes: list[Any], companies: list[Any], links: list[Any]) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/associations/notes/companies/batch/read"):
+            return httpx.Response(200, json={"results": links})
+        if path.endswith("/companies/batch/read"):
+            return httpx.Response(200, json={"results": companies})
+        if path.endswith("/companies/search"):
+            return httpx.Response(200, json={"results": companies, "paging": {}})
+        return httpx.Response(200, json={"results": notes, "paging": {}})
+
+    result = vendor_sync(sessions, settings, "hubspot", {}, handle)
+    assert result.status == "ok", result.error
+    assert_clean_texts(sessions)
+
+
+SALESFORCE_RECORDS = st.fixed_dictionaries({"Id": NASTY_TEXT | JSON_VALUES}, optional={
+    "Body": NASTY_TEXT | JSON_VALUES, "Description": NASTY_TEXT | JSON_VALUES, "CreatedDate": JSON_VALUES,
+    "SystemModstamp": JSON_VALUES, "CreatedById": JSON_VALUES, "ParentId": JSON_VALUES, "AccountId": JSON_VALUES,
+    "Title": JSON_VALUES, "Subject": JSON_VALUES, "Name": JSON_VALUES, "Website": JSON_VALUES, "Type": JSON_VALUES,
+    "NumberOfEmployees": JSON_VALUES, "Amount": JSON_VALUES, "IsClosed": JSON_VALUES, "IsWon": JSON_VALUES,
+}) | JSON_VALUES
+
+
+@FAST
+@given(records=st.lists(SALESFORCE_RECORDS, min_size=1, max_size=5))
+def test_salesforce_payloads_are_stored_or_rejected(sessions: sessionmaker[Session], settings: Settings,
+                                                    records: list[Any]) -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"records": records, "done": True, "totalSize": len(records)})
+
+    result = vendor_sync(sessions, settings, "salesforce",
+                         {"instance_url": "https://sf.example.com", "notes": "Note:Body:ParentId:Title"}, handle)
+    assert result.status == "ok", result.error
+    assert_clean_texts(sessions)
+
+
 # -- API bodies ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def api(settings: Settings, engine: Any, sessions: sessionmaker[Session]) -> tuple[TestClient, dict[str, str]]:
