@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from threadpoolctl import threadpool_limits
 
 from api.cache import ListCache
+from api.deps import lookup_principal
 from api.errors import ApiError, TooManyRequests
 from api.jobs import JobRunner, ThreadJobRunner
+from api.query_embedding import QueryEmbedder
 from api.search_index import VectorIndex
 from api.security import RateLimiter
+from api.sharing import SharedCall
+from api.timing import ServerTiming
 from models.db import engine_from_settings, make_read_session_factory, make_session_factory
 from models.settings import Settings
 
@@ -160,6 +168,32 @@ def _install_error_handlers(app: FastAPI) -> None:
                        headers={"Retry-After": "1"})
 
 
+def single_statement_reads(read_engine: Engine) -> Engine:
+    """The engine for the reads done in one statement each (who is this key, what changed, the hits).
+
+    On PostgreSQL they run in autocommit: a transaction around one SELECT costs two more round trips
+    (BEGIN, COMMIT) on every request. SQLite keeps the read sessions' deferred transactions, which cost
+    no round trip.
+    """
+    if read_engine.dialect.name == "postgresql":
+        return read_engine.execution_options(isolation_level="AUTOCOMMIT")
+    return read_engine
+
+
+def _warm_search(app: FastAPI) -> None:
+    embedder = app.state.query_embedder
+    try:
+        embedder.encode_one("warm up")
+        app.state.vector_index.warm(embedder.name)
+    except Exception:  # the first search tries again, and reports what is wrong
+        log.exception("warming search up failed")
+
+
+def create_server_app() -> FastAPI:
+    """The app as ``groundswell serve`` runs it: settings from the environment, search warmed at startup."""
+    return create_app(warm_search=True)
+
+
 def default_embedder(settings: Settings) -> Any:
     from pipeline.embedding import SentenceEmbedder
 
@@ -168,7 +202,9 @@ def default_embedder(settings: Settings) -> Any:
 
 
 def create_app(settings: Settings | None = None, *, embedder: Any = None, job_runner: JobRunner | None = None,
-               note_rate: tuple[float, int] = (2.0, 30), login_rate: tuple[float, int] = (0.2, 10)) -> FastAPI:
+               note_rate: tuple[float, int] = (2.0, 30), login_rate: tuple[float, int] = (0.2, 10),
+               server_timing: bool = False, warm_search: bool = False, search_concurrency: int = 4,
+               blas_threads: int | None = 1) -> FastAPI:
     """Build the app.
 
     Args:
@@ -177,13 +213,26 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         job_runner: runs sync, analysis and report jobs; a thread per job when None.
         note_rate: (notes per second, burst) allowed per API key for field notes.
         login_rate: (attempts per second, burst) allowed per client address on the login page.
+        server_timing: send each response's stage timings in a ``Server-Timing`` header (for profiling).
+        warm_search: at startup, load the query model and build the search snapshot in the background, so
+            the first searches do not wait for them (a server does; tests that change data after the app
+            starts would see the startup snapshot for a few seconds).
+        search_concurrency: searches run at once (in worker threads); the others wait their turn.
+        blas_threads: BLAS threads of this process (None leaves them be). Search multiplies a query by
+            matrix slices of a few MB, many at once, one per request thread: a second BLAS thread only
+            spins while it waits for work (a theme's slice costs 4x the CPU with two threads on two
+            cores). Analysis jobs run in this process by the thread job runner get one thread too.
     """
     settings = settings or Settings()  # type: ignore[call-arg]  # read from the environment
+    if blas_threads is not None:
+        threadpool_limits(limits=blas_threads, user_api="blas")
     engine = engine_from_settings(settings)
     sessions = make_session_factory(engine)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if warm_search:
+            threading.Thread(target=_warm_search, args=(app,), daemon=True, name="warm-search").start()
         yield
         engine.dispose()
 
@@ -196,10 +245,14 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.read_sessions = make_read_session_factory(engine)
+    app.state.read_engine = single_statement_reads(app.state.read_sessions.kw["bind"])
+    app.state.principals = SharedCall(functools.partial(lookup_principal, app.state.read_engine))
     app.state.embedder = embedder if embedder is not None else default_embedder(settings)
+    app.state.query_embedder = QueryEmbedder(app.state.embedder)
     app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
-    app.state.vector_index = VectorIndex()
-    app.state.list_cache = ListCache()
+    app.state.vector_index = VectorIndex(app.state.read_sessions)
+    app.state.search_limiter = anyio.CapacityLimiter(search_concurrency)
+    app.state.list_cache = ListCache(app.state.read_sessions)
     app.state.note_limiter = RateLimiter(rate=note_rate[0], burst=note_rate[1])
     app.state.login_limiter = RateLimiter(rate=login_rate[0], burst=login_rate[1])
 
@@ -249,4 +302,6 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if server_timing:
+        app.add_middleware(ServerTiming)
     return app

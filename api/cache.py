@@ -1,26 +1,35 @@
 """Ready-to-send JSON of the ranked lists, reused until the analysis or a curation changes what they show.
 
 ``GET /v1/opportunities`` and ``GET /v1/themes`` answer the same bytes to every caller until a new analysis
-run, a curation (rename, archive, merge, decision) or new weekly stats. Every request still asks the
-database one cheap question, :func:`data_version`, so a change made by another process (an analysis
-worker, a second API worker) is seen on the very next request; only the building and serialising of the
-lists is saved.
+run, a curation (rename, archive, merge, decision) or new weekly stats. Each request still waits for an
+answer to one cheap question, :func:`data_version`, asked after the request reached its route, so a
+change committed by another process (an analysis worker, a second API worker) before a request arrives
+is always seen by it; only the building and serialising of the lists is saved.
+
+Requests that arrive together share one asking of that question (:class:`~api.sharing.SharedCall`):
+under load a cached list costs the event loop a few microseconds, not a round trip and a thread hop each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Select, func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.queries import latest_run_select
+from api.sharing import SharedCall
+from api.timing import record, timed
+from models.db import session_scope
 from models.tables import AnalysisRun, Opportunity, Theme, ThemeStat
 
 
@@ -39,7 +48,7 @@ def _version_statement() -> Select[Any]:
     )
 
 
-def data_version(session: Session) -> tuple[Any, ...] | None:
+def data_version(db: Session | Connection) -> tuple[Any, ...] | None:
     """What the ranked lists depend on, in one round trip; None while an analysis is running.
 
     A running analysis rewrites themes and weekly stats before it scores, so nothing is cached then, and
@@ -47,7 +56,7 @@ def data_version(session: Session) -> tuple[Any, ...] | None:
     written outside an analysis show in the counts and newest ids. Every part is an index lookup or a
     count of a small table, so asking costs about a millisecond.
     """
-    row = session.execute(_version_statement()).one()
+    row = db.execute(_version_statement()).one()
     if row[2]:
         return None
     return tuple(row)
@@ -57,17 +66,25 @@ class ListCache:
     """Serialised responses keyed by ``(what, params)``, all dropped when :func:`data_version` changes.
 
     Args:
+        sessions: read sessions, for the version check and for building a list that is not cached.
         max_entries: distinct ``(what, params)`` kept for one data version (least recently used dropped).
     """
 
-    def __init__(self, *, max_entries: int = 256) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, max_entries: int = 256) -> None:
+        self.sessions = sessions
         self.max_entries = max_entries
         self._version: tuple[Any, ...] | None = None
         self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
         self._lock = threading.Lock()
+        self.version_check: SharedCall[None, tuple[Any, ...] | None] = SharedCall(self._current_version)
+        self._building: dict[tuple[Any, Hashable], asyncio.Future[bytes]] = {}
         self.hits = 0
         self.misses = 0
+
+    def _current_version(self, _: None) -> tuple[Any, ...] | None:
+        with self.sessions.kw["bind"].connect() as conn:  # a bare connection: cheaper than a Session
+            return data_version(conn)
 
     def _adapter(self, model: Any) -> TypeAdapter[Any]:
         adapter = self._adapters.get(model)
@@ -75,16 +92,20 @@ class ListCache:
             adapter = self._adapters[model] = TypeAdapter(list[model])
         return adapter
 
-    def response(self, session: Session, key: Hashable, build: Callable[[], Sequence[Any]],
-                 model: type[Any]) -> Response:
-        """The JSON response of ``build()`` (a list of ``model``), from the cache when the data is unchanged."""
-        version = data_version(session)
+    async def response(self, key: Hashable, build: Callable[[Session], Sequence[Any]], model: type[Any]) -> Response:
+        """The JSON response of ``build(session)`` (a list of ``model``), from the cache when the data is unchanged.
+
+        Called from the event loop; the version check and any building run in the threadpool.
+        """
+        started = time.perf_counter()
+        version = await self.version_check(None)
+        record("version", (time.perf_counter() - started) * 1000)
         with self._lock:
             if version is not None and version == self._version and key in self._entries:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 return Response(self._entries[key], media_type="application/json")
-        body = self._adapter(model).dump_json(list(build()), by_alias=True)
+        body = await self._shared_build(version, key, build, model)
         with self._lock:
             self.misses += 1
             if version is None:
@@ -96,3 +117,20 @@ class ListCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
         return Response(body, media_type="application/json")
+
+    async def _shared_build(self, version: tuple[Any, ...] | None, key: Hashable,
+                            build: Callable[[Session], Sequence[Any]], model: type[Any]) -> bytes:
+        """One build per ``(version, key)`` at a time: requests that miss together wait for the same build."""
+        if version is None:
+            return await run_in_threadpool(self._build, build, model)
+        loop = asyncio.get_running_loop()
+        task = self._building.get((version, key))
+        if task is None or task.get_loop() is not loop:
+            task = asyncio.ensure_future(run_in_threadpool(self._build, build, model))
+            self._building[(version, key)] = task
+            task.add_done_callback(lambda _: self._building.pop((version, key), None))
+        return await asyncio.shield(task)
+
+    def _build(self, build: Callable[[Session], Sequence[Any]], model: type[Any]) -> bytes:
+        with timed("build"), session_scope(self.sessions) as session:
+            return self._adapter(model).dump_json(list(build(session)), by_alias=True)

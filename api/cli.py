@@ -115,10 +115,10 @@ def serve(
 
     settings = runtime(ctx).settings
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, warm_search=True), host=host, port=port, log_level="info")
         return
     # Several processes need an import string; each reads the same GROUNDSWELL_* environment.
-    uvicorn.run("api.app:create_app", factory=True, workers=workers, host=host, port=port, log_level="info")
+    uvicorn.run("api.app:create_server_app", factory=True, workers=workers, host=host, port=port, log_level="info")
 
 
 def _register_extensions() -> None:

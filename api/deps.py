@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import inspect
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
@@ -15,11 +16,12 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, Select, bindparam, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import MAX_ID
 from api.security import ROLES, hash_key, same_hash
+from api.timing import record, timed
 from models.db import session_scope
 from models.settings import Settings
 from models.tables import ApiKey, utcnow
@@ -79,31 +81,52 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def principal_for_key(session: Session, secret: str) -> Principal | None:
+@functools.cache
+def _key_by_hash() -> Select[int, str, str, str, dt.datetime | None]:
+    # Built once, values bound per call: composing a select costs more than running this one.
+    return (select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash, ApiKey.last_used_at)
+            .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)))
+
+
+@functools.cache
+def _key_by_id() -> Select[int, str, str, dt.datetime | None]:
+    return (select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.last_used_at)
+            .where(ApiKey.id == bindparam("key_id"), ApiKey.revoked_at.is_(None)))
+
+
+def principal_for_key(db: Session | Connection, secret: str) -> Principal | None:
     """The live key whose hash matches ``secret``, or None."""
-    digest = hash_key(secret)
-    row = session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash, ApiKey.last_used_at)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    ).first()
+    return principal_for_digest(db, hash_key(secret))
+
+
+def principal_for_digest(db: Session | Connection, digest: str) -> Principal | None:
+    """The live key whose stored hash is ``digest``, or None."""
+    row = db.execute(_key_by_hash(), {"digest": digest}).first()
     if row is None or not same_hash(row.key_hash, digest):
         return None
     return Principal(key_id=row.id, name=row.name, role=row.role, last_used_at=row.last_used_at)
 
 
-def principal_for_id(session: Session, key_id: Any) -> Principal | None:
+def principal_for_id(db: Session | Connection, key_id: Any) -> Principal | None:
     """The live key with this id (page sessions store it), or None once revoked."""
-    if not isinstance(key_id, int):
+    if not isinstance(key_id, int) or not 1 <= key_id <= MAX_ID:
         return None
-    row = session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.last_used_at)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-    ).first()
+    row = db.execute(_key_by_id(), {"key_id": key_id}).first()
     return None if row is None else Principal(key_id=row.id, name=row.name, role=row.role,
                                               last_used_at=row.last_used_at)
 
 
-def get_principal(request: Request) -> Principal:
+Credential = tuple[str, Any]  # ("key", sha-256 of an API key) or ("page", key id of a page session)
+
+
+def lookup_principal(engine: Engine, credential: Credential) -> Principal | None:
+    """The live key a credential names, or None; a bare connection of ``engine``, not a Session."""
+    kind, value = credential
+    with engine.connect() as conn:
+        return principal_for_digest(conn, value) if kind == "key" else principal_for_id(conn, value)
+
+
+async def get_principal(request: Request) -> Principal:
     """Authenticate ``Authorization: Bearer KEY``; the web pages' session cookie also works for safe methods.
 
     The cookie is refused for writes so that the JSON API needs no CSRF token: a page's forms post to
@@ -111,30 +134,39 @@ def get_principal(request: Request) -> Principal:
 
     The key is looked up in its own short transaction, not the route's session: holding a connection (and on
     SQLite the database lock) across FastAPI's threadpool hops deadlocks once every worker thread waits.
+    Requests with the same key that arrive together share one lookup (``app.state.principals``, a
+    :class:`~api.sharing.SharedCall`) that started after each of them arrived, so a revoked key is refused
+    by every request that arrives after the revocation; under load most requests then need no thread.
     """
-    with session_scope(request.app.state.read_sessions) as session:
-        principal = _authenticate(request, session)
+    started = time.perf_counter()
+    principal = await request.app.state.principals(_credential(request))
+    record("auth", (time.perf_counter() - started) * 1000)
+    if principal is None:
+        if request.headers.get("authorization"):
+            raise _unauthorized("unknown or revoked API key")
+        raise _unauthorized("missing API key: send 'Authorization: Bearer <API key>'")
     now = utcnow()
     if principal.last_used_at is None or now - principal.last_used_at > LAST_USED_RESOLUTION:
-        with session_scope(request.app.state.sessions) as session:
-            session.execute(update(ApiKey).where(ApiKey.id == principal.key_id).values(last_used_at=now))
+        await run_in_threadpool(_touch, request.app.state.sessions, principal.key_id, now)
     return principal
 
 
-def _authenticate(request: Request, session: Session) -> Principal:
+def _touch(sessions: sessionmaker[Session], key_id: int, now: dt.datetime) -> None:
+    with timed("auth_touch"), session_scope(sessions) as session:
+        session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+def _credential(request: Request) -> Credential:
     header = request.headers.get("authorization")
     if header:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise _unauthorized("use the header 'Authorization: Bearer <API key>'")
-        principal = principal_for_key(session, secret.strip())
-        if principal is None:
-            raise _unauthorized("unknown or revoked API key")
-        return principal
+        return ("key", hash_key(secret.strip()))
     if request.method in ("GET", "HEAD") and "session" in request.scope:
-        principal = principal_for_id(session, request.session.get("key_id"))
-        if principal is not None:
-            return principal
+        key_id = request.session.get("key_id")
+        if isinstance(key_id, int) and not isinstance(key_id, bool):
+            return ("page", key_id)
     raise _unauthorized("missing API key: send 'Authorization: Bearer <API key>'")
 
 

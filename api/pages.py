@@ -251,8 +251,8 @@ def search_page(request: Request, session: SessionDep, user: PmPage,
                 q: Annotated[str, Query(max_length=1000)] = "") -> Response:
     hits = []
     if q.strip():
-        embedder = request.app.state.embedder
-        vector = embedder.encode([q.strip()])[0]
+        embedder = request.app.state.query_embedder
+        vector = embedder.encode_one(q.strip())
         hits = request.app.state.vector_index.search(session, embedder.name, vector, FeedbackFilters(), limit=20)
     return _render(request, "search.html", {"user": user, "q": q, "hits": hits})
 

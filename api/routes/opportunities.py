@@ -21,12 +21,15 @@ Segment = Annotated[str, Query(min_length=1, max_length=32, description="Custome
 
 
 @router.get("", response_model=list[OpportunityOut])
-def list_opportunities(request: Request, session: SessionDep, _: ReaderDep, segment: Segment = "all",
-                       limit: Annotated[int, Query(ge=1, le=500)] = 20) -> Response:
-    """The latest analysis's ranking (served from the per-analysis cache while nothing changed)."""
-    return request.app.state.list_cache.response(
-        session, ("opportunities", segment, limit),
-        lambda: query_opportunities(session, segment=segment, limit=limit), OpportunityOut)
+async def list_opportunities(request: Request, _: ReaderDep, segment: Segment = "all",
+                             limit: Annotated[int, Query(ge=1, le=500)] = 20) -> Response:
+    """The latest analysis's ranking (served from the per-analysis cache while nothing changed).
+
+    Async: a cached answer is bytes in memory; the cache runs its database work in the threadpool.
+    """
+    return await request.app.state.list_cache.response(
+        ("opportunities", segment, limit),
+        lambda session: query_opportunities(session, segment=segment, limit=limit), OpportunityOut)
 
 
 @router.get("/{theme_id}", response_model=OpportunityDetail)

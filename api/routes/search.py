@@ -1,17 +1,30 @@
-"""Semantic search over feedback. A plain ``def`` route: FastAPI runs it in its threadpool, so the
-query's model inference never blocks the event loop."""
+"""Semantic search over feedback.
+
+The route is ``async`` only to wait its turn; nothing blocking runs in the event loop. A query vector not in
+the cache is encoded in a worker thread, batched with the queries that arrive with it (see
+:class:`~api.query_embedding.QueryEmbedder`). Ranking and reading the hits run in a worker thread too, at
+most ``search_concurrency`` searches at once (``app.state.search_limiter``): twenty searches on two cores
+finish no sooner in twenty threads than in a few, but twenty threads trade the interpreter lock back and
+forth and hold twenty database connections while they do.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Annotated
 
+import anyio.to_thread
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import IdQuery, Principal, SessionDep, TransactionalRoute, require_role
+from api.deps import IdQuery, Principal, TransactionalRoute, require_role
 from api.errors import InvalidInput
 from api.queries import FeedbackFilters
 from api.schemas import FeedbackKind, SearchOut
+from api.timing import record, timed
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/search", tags=["search"])
 
@@ -19,8 +32,8 @@ ReaderDep = Annotated[Principal, Depends(require_role("pm"))]
 
 
 @router.get("", response_model=SearchOut)
-def search(
-    request: Request, session: SessionDep, _: ReaderDep,
+async def search(
+    request: Request, _: ReaderDep,
     q: Annotated[str, Query(min_length=1, max_length=1000, description="What to look for, in plain words.")],
     theme: IdQuery = None,
     account: IdQuery = None,
@@ -29,11 +42,29 @@ def search(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> SearchOut:
+) -> Response:
     if not q.strip():
         raise InvalidInput("q must not be blank", field="query.q")
-    embedder = request.app.state.embedder
-    query = embedder.encode([q.strip()])[0]
     filters = FeedbackFilters(theme=theme, account=account, source=source, kind=kind, since=since, until=until)
-    hits = request.app.state.vector_index.search(session, embedder.name, query, filters, limit=limit)
-    return SearchOut(query=q, model=embedder.name, hits=hits)
+    filters.time_range()  # a bad bound is the caller's error (422), found before queueing
+    embedder = request.app.state.query_embedder
+    query = embedder.cached(q.strip())
+    if query is None:  # outside the search limiter: queries encoded at the same time share one batch
+        with timed("embed"):
+            query = await run_in_threadpool(embedder.encode_one, q.strip())
+    queued = time.perf_counter()
+    body = await anyio.to_thread.run_sync(_search, request, q, query, filters, limit, queued,
+                                          limiter=request.app.state.search_limiter)
+    return Response(body, media_type="application/json")
+
+
+def _search(request: Request, q: str, query: np.ndarray, filters: FeedbackFilters, limit: int,
+            queued: float) -> bytes:
+    """The search itself, in a worker thread. Returns: the JSON of a :class:`SearchOut`."""
+    record("queue", (time.perf_counter() - queued) * 1000)
+    embedder = request.app.state.query_embedder
+    with request.app.state.read_engine.connect() as conn:
+        hits = request.app.state.vector_index.search(conn, embedder.name, query, filters, limit=limit)
+    with timed("serialize"):
+        # Serialised here, once: returning the model would have FastAPI validate every hit again first.
+        return SearchOut(query=q, model=embedder.name, hits=hits).model_dump_json().encode()

@@ -20,8 +20,8 @@ Segment = Annotated[str, Query(min_length=1, max_length=32, description="Custome
 
 
 @router.get("", response_model=list[ThemeSummary])
-def get_themes(
-    request: Request, session: SessionDep, _: ReaderDep,
+async def get_themes(
+    request: Request, _: ReaderDep,
     status: Literal["active", "archived", "merged", "any"] = "active",
     segment: Segment = "all",
     sort: Literal["score", "momentum", "size"] = "score",
@@ -30,11 +30,14 @@ def get_themes(
     weeks: Annotated[int, Query(ge=1, le=104, description="Weeks in each theme's series.")] = 12,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
-    """Ranked themes (served from the per-analysis cache while nothing changed)."""
+    """Ranked themes (served from the per-analysis cache while nothing changed).
+
+    Async: a cached answer is bytes in memory; the cache runs its database work in the threadpool.
+    """
     key = ("themes", status, segment, sort, tuple(sorted(set(trend or ()))), weeks, limit)
-    return request.app.state.list_cache.response(
-        session, key, lambda: list_themes(session, status=None if status == "any" else status, segment=segment,
-                                          sort=sort, trend=trend, limit=limit, weeks=weeks), ThemeSummary)
+    return await request.app.state.list_cache.response(
+        key, lambda session: list_themes(session, status=None if status == "any" else status, segment=segment,
+                                         sort=sort, trend=trend, limit=limit, weeks=weeks), ThemeSummary)
 
 
 @router.get("/{theme_id}", response_model=ThemeDetail)
