@@ -42,6 +42,7 @@ def suite(quick: bool) -> list[tuple[str, list[str]]]:
         if Path(path[0]).exists():
             runs.append(("theme_quality", ["--input", path[0], *extra, *(["--no-bertopic"] if small else [])]))
     runs.append(("api_latency", ["--items", "10000" if small else "100000"]))
+    runs.append(("search_scale", ["--sizes", "100000" if small else "100000,1000000"]))
     return runs
 
 
