@@ -11,6 +11,13 @@ from typing import Any
 PG_BENCH_URL = os.environ.get("GROUNDSWELL_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/gs_bench")
 
 
+def peak_mib() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 

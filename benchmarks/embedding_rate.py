@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import emit
+from benchmarks.common import emit, peak_mib
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     bare, stage = min(bare_times), min(stage_times)
     rows = [{"benchmark": "embedding", "texts": len(texts), "bare_encode_s": round(bare, 2),
              "stage_s": round(stage, 2), "texts_per_s": round(len(texts) / stage),
-             "ratio": round(stage / bare, 3)}]
+             "ratio": round(stage / bare, 3), "peak_mib": peak_mib()}]
     emit(rows, as_json=args.json, title="embedding stage vs bare encode")
     return rows
 

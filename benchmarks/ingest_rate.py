@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import random
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PG_BENCH_URL, ensure_pg_database, reset_pg_schema  # noqa: E402
+from benchmarks.common import PG_BENCH_URL, emit, ensure_pg_database, peak_mib, reset_pg_schema  # noqa: E402
 from ingest.connectors.files import FileConnector  # noqa: E402
 from ingest.records import AccountRef, FeedbackRecord  # noqa: E402
 from ingest.sync import sync_source  # noqa: E402
@@ -123,9 +122,10 @@ def main() -> int:
             row = {"backend": backend, "rows": args.rows, **bench_file(url, csv_path),
                    **bench_upsert(url, args.rows), "target_items_per_s": target}
             row["meets_target"] = row["items_per_s"] >= target
+            row["peak_mib_so_far"] = peak_mib()  # this process, both backends so far
             results.append(row)
     if args.json:
-        print(json.dumps(results, indent=2))
+        emit(results, as_json=True, title="file ingest")
     else:
         from rich.console import Console
         from rich.table import Table

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import emit  # noqa: E402
+from benchmarks.common import emit, peak_mib  # noqa: E402
 
 NOW = pd.Timestamp("2026-03-18 15:30", tz="UTC")  # a Wednesday: the current week is partial
 SEGMENTS = ("enterprise", "mid-market", "smb", None)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ]
     total = sum(r["seconds"] for r in rows)
     rows.append({"items": args.items, "themes": themes, "function": "step total", "calls": None,
-                 "seconds": round(total, 4), "per_call": None})
+                 "seconds": round(total, 4), "per_call": None, "peak_mib": peak_mib()})
     emit(rows, as_json=args.json, title=f"Statistics and scoring step, best of {max(1, args.repeat)}")
     return rows
 
