@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -17,6 +18,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.demo import DemoData, generate_demo
+from ingest.registry import build_connector
+from ingest.sync import sync_source
+from models.settings import Settings
 from models.tables import (
     AnalysisRun,
     Embedding,
@@ -29,6 +33,7 @@ from models.tables import (
     ThemeEvent,
     ThemeStat,
 )
+from tests.ingest.conftest import add_source, snapshot, wipe_synced_data
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 
@@ -114,3 +119,34 @@ def reset_analysis(sessions: sessionmaker[Session]) -> None:
             session.execute(delete(table))
         session.execute(update(Feedback).values(needs_analysis=True, sentiment=None, intent=None, flags={},
                                                 competitors=[]))
+
+
+def write_export(path: Path, rows: int) -> None:
+    lines = []
+    for i in range(rows):
+        if i % 97 == 13:
+            lines.append(json.dumps({"external_id": f"broken-{i}", "text": "cut"})[:-8])  # truncated JSON
+        elif i % 89 == 7:
+            lines.append(json.dumps({"external_id": f"t-{i}", "text": "", "occurred_at": "2026-01-05"}))
+        else:
+            lines.append(json.dumps({
+                "external_id": f"t-{i}", "text": f"ticket {i}: the export to excel fails for {i % 17} users",
+                "occurred_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z", "account_name": f"Account {i % 23}",
+            }))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def clean_export_sync(sessions: sessionmaker[Session], settings: Settings, path: Path, rows: int,
+                      page_size: int) -> dict[str, Any]:
+    """Write an export of ``rows`` lines, sync it once into the file source "export", then wipe what it stored.
+
+    Returns the clean run's snapshot, which a faulty run of the same sync must converge to.
+    """
+    write_export(path, rows)
+    add_source(sessions, "export", "file", {"path": str(path), "page_size": str(page_size)})
+    with sessions() as session:
+        source = session.scalars(select(Source).where(Source.name == "export")).one()
+    assert sync_source(sessions, "export", build_connector(source, settings)).status == "ok"
+    clean = snapshot(sessions)
+    wipe_synced_data(sessions)
+    return clean

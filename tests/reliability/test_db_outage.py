@@ -24,9 +24,8 @@ from models.settings import Settings
 from models.tables import AnalysisRun, Source
 from pipeline.analysis import Analyzer
 from pipeline.embedding import HashingEmbedder
-from tests.ingest.conftest import add_source, snapshot, wipe_synced_data
-from tests.reliability.conftest import NOW, analysis_snapshot, reset_analysis, small_demo
-from tests.reliability.test_kill9 import write_export
+from tests.ingest.conftest import snapshot
+from tests.reliability.conftest import NOW, analysis_snapshot, clean_export_sync, reset_analysis, small_demo
 
 
 class Outage:
@@ -99,13 +98,9 @@ def test_analysis_during_an_outage_fails_clearly_then_converges(sessions: sessio
 def test_sync_during_an_outage_keeps_whole_pages_then_converges(sessions: sessionmaker[Session], engine: Engine,
                                                                settings: Settings, tmp_path: Any) -> None:
     export = tmp_path / "export.jsonl"
-    write_export(export, 600)
-    add_source(sessions, "export", "file", {"path": str(export), "page_size": "100"})
+    clean = clean_export_sync(sessions, settings, export, 600, page_size=100)
     with sessions() as session:
         source = session.scalars(select(Source).where(Source.name == "export")).one()
-    assert sync_source(sessions, "export", build_connector(source, settings)).status == "ok"
-    clean = snapshot(sessions)
-    wipe_synced_data(sessions)
 
     outage = Outage(engine, 2.0)
     try:

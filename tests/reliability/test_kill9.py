@@ -4,7 +4,6 @@ and is then SIGKILLed; the rerun happens here."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,21 +17,25 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from flows.analysis import decide_recluster
 from ingest.demo_loader import load_demo
-from ingest.registry import build_connector
-from ingest.sync import sync_source
 from models.settings import Settings
 from models.tables import (
     AnalysisRun,
     Embedding,
     Report,
-    Source,
     SyncState,
 )
 from pipeline.analysis import Analyzer
 from pipeline.embedding import HashingEmbedder
 from pipeline.report_data import build_weekly_report
-from tests.ingest.conftest import add_source, snapshot, wipe_synced_data
-from tests.reliability.conftest import NOW, analysis_snapshot, report_rows, reset_analysis, small_demo
+from tests.ingest.conftest import snapshot
+from tests.reliability.conftest import (
+    NOW,
+    analysis_snapshot,
+    clean_export_sync,
+    report_rows,
+    reset_analysis,
+    small_demo,
+)
 
 RUNNER = Path(__file__).with_name("runner.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,33 +69,12 @@ def run_to_end(proc: subprocess.Popen[str]) -> None:
 
 
 # -- sync ---------------------------------------------------------------------------------------------------
-def write_export(path: Path, rows: int) -> None:
-    lines = []
-    for i in range(rows):
-        if i % 97 == 13:
-            lines.append(json.dumps({"external_id": f"broken-{i}", "text": "cut"})[:-8])  # truncated JSON
-        elif i % 89 == 7:
-            lines.append(json.dumps({"external_id": f"t-{i}", "text": "", "occurred_at": "2026-01-05"}))
-        else:
-            lines.append(json.dumps({
-                "external_id": f"t-{i}", "text": f"ticket {i}: the export to excel fails for {i % 17} users",
-                "occurred_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z", "account_name": f"Account {i % 23}",
-            }))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 @pytest.mark.parametrize("pause_page", [5])
 def test_sync_killed_mid_page_then_rerun_equals_one_clean_run(sessions: sessionmaker[Session], settings: Settings,
                                                                tmp_path: Path, pause_page: int) -> None:
     export = tmp_path / "export.jsonl"
-    write_export(export, 1200)
-    add_source(sessions, "export", "file", {"path": str(export), "page_size": "100"})
-    with sessions() as session:
-        source = session.scalars(select(Source).where(Source.name == "export")).one()
-    assert sync_source(sessions, "export", build_connector(source, settings)).status == "ok"
-    clean = snapshot(sessions)
+    clean = clean_export_sync(sessions, settings, export, 1200, page_size=100)
     assert len(clean["feedback"]) > 1000 and clean["rejected"] and clean["cursors"]
-    wipe_synced_data(sessions)
 
     kill_when_paused(start("sync", settings, "export", env={"GS_RUNNER_PAUSE_PAGE": str(pause_page)}))
     partial = snapshot(sessions)
@@ -108,13 +90,7 @@ def test_sync_killed_at_an_arbitrary_moment_then_rerun_equals_one_clean_run(
         sessions: sessionmaker[Session], settings: Settings, tmp_path: Path) -> None:
     export = tmp_path / "export.jsonl"
     # Enough pages that an idle machine cannot finish the sync between start-up and the first poll.
-    write_export(export, 12000)
-    add_source(sessions, "export", "file", {"path": str(export), "page_size": "20"})
-    with sessions() as session:
-        source = session.scalars(select(Source).where(Source.name == "export")).one()
-    assert sync_source(sessions, "export", build_connector(source, settings)).status == "ok"
-    clean = snapshot(sessions)
-    wipe_synced_data(sessions)
+    clean = clean_export_sync(sessions, settings, export, 12000, page_size=20)
 
     proc = start("sync", settings, "export")
     deadline = time.monotonic() + 60
