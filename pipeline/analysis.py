@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -203,8 +203,6 @@ class Analyzer:
         return summary.opportunities
 
     def finish(self, summary: AnalysisSummary) -> AnalysisSummary:
-        from sqlalchemy import func
-
         with session_scope(self.factory) as session:
             summary.themes = session.scalar(
                 select(func.count(Theme.id)).where(Theme.status == "active")) or 0
@@ -503,8 +501,6 @@ class Analyzer:
 
     @staticmethod
     def _refresh_sizes(session: Session) -> None:
-        from sqlalchemy import func
-
         sizes = dict(session.execute(
             select(ThemeAssignment.theme_id, func.count()).group_by(ThemeAssignment.theme_id)).tuples().all())
         for theme in session.scalars(select(Theme)):
@@ -512,8 +508,6 @@ class Analyzer:
 
     def _assignment_counts(self, session: Session) -> tuple[int, int]:
         """(items taking part in theming, those of them with a theme)."""
-        from sqlalchemy import func
-
         base = (select(func.count()).select_from(Feedback).join(Embedding, _has_vector(self.embedder.name))
                 .where(Feedback.duplicate_of.is_(None)))
         items = session.scalar(base) or 0
@@ -638,8 +632,6 @@ def new_unassigned(session: Session) -> int:
 
     Items a full run left as noise are not counted, so a noisy corpus does not re-cluster every run.
     """
-    from sqlalchemy import func
-
     query = (select(func.count(Feedback.id))
              .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
              .where(ThemeAssignment.feedback_id.is_(None), Feedback.duplicate_of.is_(None)))
