@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -181,6 +181,19 @@ def _encode_ids(backend, texts: list[str]) -> list[list[int]]:  # type: ignore[n
     return [e.ids for e in encode(texts)]
 
 
+def _tokenized_chunks(backend, chunks: list[list[str]],  # type: ignore[no-untyped-def]
+                      workers: int) -> Iterator[list[list[int]]]:
+    """Token ids of each chunk, in order; chunks are tokenized ahead on ``workers`` threads."""
+    if workers > 1 and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(lambda part: _encode_ids(backend, part), chunks)
+    else:
+        for part in chunks:
+            yield _encode_ids(backend, part)
+
+
 def tokenize_parallel(st, texts: Sequence[str], *, workers: int = 1):  # type: ignore[no-untyped-def]
     """Token ids of every text (truncated like the model), tokenized in chunks on ``workers`` threads.
 
@@ -194,14 +207,7 @@ def tokenize_parallel(st, texts: Sequence[str], *, workers: int = 1):  # type: i
     cleaned = [str(t) for t in texts]
     chunk = max(256, -(-len(cleaned) // max(1, workers * 4)))
     chunks = [cleaned[i:i + chunk] for i in range(0, len(cleaned), chunk)]
-    if workers > 1 and len(chunks) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(lambda part: _encode_ids(backend, part), chunks))
-    else:
-        parts = [_encode_ids(backend, part) for part in chunks]
-    ids = [x for part in parts for x in part]
+    ids = [x for part in _tokenized_chunks(backend, chunks, workers) for x in part]
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     return ids, lengths
 
@@ -233,9 +239,6 @@ def encode_pretokenized(st, texts: Sequence[str], *, workers: int = 1,  # type: 
     device = st.device
     out = torch.empty((len(cleaned), embedding_dimension(st)), dtype=torch.float32, device=device)
 
-    def tokenize(positions: np.ndarray) -> list[list[int]]:
-        return _encode_ids(backend, [cleaned[i] for i in positions])
-
     def run(positions: np.ndarray, ids: list[list[int]]) -> None:
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
@@ -255,16 +258,10 @@ def encode_pretokenized(st, texts: Sequence[str], *, workers: int = 1,  # type: 
             out.index_copy_(0, torch.from_numpy(positions[rows]).to(device, non_blocking=True), emb)
             start += size
 
+    texts_of = [[cleaned[i] for i in positions] for positions in chunks]
     with torch.inference_mode():
-        if workers > 1 and len(chunks) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for positions, ids in zip(chunks, pool.map(tokenize, chunks), strict=True):
-                    run(positions, ids)
-        else:
-            for positions in chunks:
-                run(positions, tokenize(positions))
+        for positions, ids in zip(chunks, _tokenized_chunks(backend, texts_of, workers), strict=True):
+            run(positions, ids)
     return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
 
 
