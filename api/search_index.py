@@ -24,11 +24,13 @@ stored or moved in the last few seconds; it never returns one that no longer pas
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,37 @@ MAX_BATCH = 4096  # candidates checked in SQL at once (SQLite allows 32766 bound
 
 def _micros(value: dt.datetime) -> int:
     return (value - EPOCH) // ONE_US
+
+
+class _Rankings:
+    """The first ranked batch of recent searches of one snapshot, by (query vector, filters, limit, exact).
+
+    A snapshot never changes, so ranking the same query under the same filters again gives the same rows:
+    people repeat searches (the page, the API, a dashboard), and a repeat skips the mask, the scoring and
+    the partial sort. The hits are still read from the database, filters included, on every search.
+    Dropped with the snapshot, so a change to the data (a new snapshot) is never answered from here.
+    """
+
+    def __init__(self, max_entries: int = 1024) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return found
+
+    def put(self, key: tuple[Any, ...], batch: tuple[np.ndarray, np.ndarray]) -> None:
+        with self._lock:
+            self._entries[key] = batch
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
 
 @dataclass(eq=False, slots=True)
@@ -77,6 +110,8 @@ class _Snapshot:
     theme_ids: np.ndarray  # (t,) int64
     starts: np.ndarray  # (t + 1,) int64
     centroids: np.ndarray  # (t, dim) float32, unit rows
+    rankings: _Rankings = field(default_factory=lambda: _Rankings())
+
 
     @property
     def size(self) -> int:
@@ -297,19 +332,36 @@ class VectorIndex:
             snap = self.snapshot(db, model)
         if snap.size == 0 or query.shape[-1] != snap.dim:
             return []
+        key = (np.ascontiguousarray(query, dtype=np.float32).tobytes(), filters, limit, exact)
+        first = snap.rankings.get(key)
+        if first is not None:
+            found = self._hits(db, snap, [first], filters, limit)
+            if len(found) >= limit:
+                return _best(found, limit)
+            # Fewer than asked for: rows left the filters (or the database) since the snapshot. Rank again.
         with timed("mask"):
             mask = self.mask(snap, filters, db)
+        batches = self._ranked_batches(snap, query, mask, limit, exact)
+        first = next(batches, None)
+        if first is None:
+            return []
+        snap.rankings.put(key, first)
+        found = self._hits(db, snap, itertools.chain([first], batches), filters, limit)
+        return _best(found, limit)
+
+    @staticmethod
+    def _hits(db: Session | Connection, snap: _Snapshot, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+              filters: FeedbackFilters, limit: int) -> list[tuple[float, int, FeedbackOut]]:
+        """Read ranked batches' rows from the database until ``limit`` of them pass ``filters``."""
         found: list[tuple[float, int, FeedbackOut]] = []
-        for rows, scores in self._ranked_batches(snap, query, mask, limit, exact):
+        for rows, scores in batches:
             ids = snap.ids[rows].tolist()
             with timed("rows"):  # the filters again, in SQL: the snapshot may be a few seconds old
                 outs = feedback_outs_by_id(db, ids, filters)
             found += [(s, i, outs[i]) for i, s in zip(ids, scores.tolist(), strict=True) if i in outs]
             if len(found) >= limit:
                 break
-        # Batches come best first, except after an approximate ranking ran out and an exact one went on.
-        found.sort(key=lambda h: (-h[0], h[1]))
-        return [SearchHit(score=round(s, 6), feedback=out) for s, _, out in found[:limit]]
+        return found
 
     def nearest(self, snap: _Snapshot, query: np.ndarray, *, limit: int = 20, exact: bool | None = None,
                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -423,6 +475,12 @@ class VectorIndex:
             keep = mask[rows]
             rows, scores = rows[keep], scores[keep]
         return rows, scores
+
+
+def _best(found: list[tuple[float, int, FeedbackOut]], limit: int) -> list[SearchHit]:
+    # Batches come best first, except after an approximate ranking ran out and an exact one went on.
+    found.sort(key=lambda h: (-h[0], h[1]))
+    return [SearchHit(score=round(s, 6), feedback=out) for s, _, out in found[:limit]]
 
 
 def _in_batches(rows: np.ndarray, scores: np.ndarray, ids: np.ndarray, limit: int) -> Any:

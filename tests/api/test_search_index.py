@@ -174,6 +174,31 @@ def test_a_stale_snapshot_never_returns_an_item_outside_the_filter(client: TestC
     assert excel.id not in theme_hits(export.id)
 
 
+def test_a_repeated_search_reuses_its_ranking_and_still_checks_each_hit(client: TestClient, auth: Any,
+                                                                        world: World, app: Any) -> None:
+    export, sso = world.themes
+    index = app.state.vector_index
+    index.recheck_s = 3600.0  # one snapshot throughout
+
+    def top(theme_id: int) -> list[int]:
+        response = client.get("/v1/search", params={"q": "excel export", "theme": theme_id, "limit": 1},
+                              headers=auth("pm"))
+        assert response.status_code == 200, response.text
+        return [h["feedback"]["id"] for h in response.json()["hits"]]
+
+    (best,) = top(export.id)
+    (snap,) = index._snapshots.values()
+    assert snap.rankings.hits == 0
+    assert top(export.id) == [best]
+    assert snap.rankings.hits == 1  # ranked once, answered twice
+    moved = client.post(f"/v1/feedback/{best}/theme", json={"theme_id": sso.id}, headers=auth("pm"))
+    assert moved.status_code == 200
+    # The remembered ranking still names it, the database no longer does: ranked again, the item left out.
+    assert best not in top(export.id)
+    assert snap.rankings.hits == 2
+    assert list(index._snapshots.values()) == [snap]
+
+
 def test_changes_reach_search_through_the_background_refresh(client: TestClient, auth: Any, world: World,
                                                              app: Any, sessions: Any, embedder: Any) -> None:
     index = app.state.vector_index
