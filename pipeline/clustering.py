@@ -14,9 +14,11 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
    smoothed rows, whose silhouette is inflated for clusters about ``n_neighbors`` in size. Silhouette
    alone tends to over-split; parsimony is the usual "simplest model close to the best" choice and is
    not tuned to any dataset.
-6. **Assign** every item to its nearest theme centroid (blocked, so 1M x 384 fits in memory), with a
-   couple of Lloyd passes on all items when the discovery ran on a sample; themes smaller than
-   ``min_theme_size`` are dissolved into their neighbours.
+6. **Assign** every item to its nearest theme centroid on the *raw* rows (blocked, so 1M x 384 fits in
+   memory), with a couple of Lloyd passes on all items when the discovery ran on a sample; themes smaller
+   than ``min_theme_size`` are dissolved into their neighbours. Smoothing finds the themes but blurs the
+   borders between small neighbouring ones, so the final labels come from the unsmoothed vectors, by the
+   same rule that :meth:`ThemeClusterer.predict` and incremental runs apply.
 7. **Outliers**: an item whose similarity to its centroid falls below its theme's Tukey fence
    (Q1 - ``outlier_fence`` x IQR) is left unassigned (label ``-1``).
 """
@@ -291,14 +293,15 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             rows = np.sort(rng.choice(n, self.max_hierarchy_size, replace=False)) if sampled else None
             sample = X[rows] if sampled else X
             sample_labels = self._discover(sample, _smooth(sample, self.n_neighbors), rng)
+            # Every item, sampled or not, joins its nearest theme centroid on the raw rows: the discovery
+            # labels were settled on the smoothed rows, which blur the borders between small neighbouring
+            # themes, and the nearest-centroid rule is the one predict() and incremental runs apply.
+            centroids, _ = self._centroids(sample, sample_labels, int(sample_labels.max()) + 1)
+            labels, _ = assign_to_centroids(X, centroids)
             if sampled:
-                centroids, _ = self._centroids(sample, sample_labels, int(sample_labels.max()) + 1)
-                labels, _ = assign_to_centroids(X, centroids)
                 for _ in range(2):  # Lloyd passes on all items settle the sampled centroids
                     centroids, _ = self._centroids(X, labels, centroids.shape[0])
                     labels, _ = assign_to_centroids(X, centroids)
-            else:
-                labels = sample_labels
         # dissolve themes below the minimum size into their nearest surviving neighbour
         k = int(labels.max()) + 1
         sums, counts = _cluster_sums(X, labels, k)
