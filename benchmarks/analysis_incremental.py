@@ -5,7 +5,9 @@
 Builds a database of demo feedback (``--copies`` demo sets under distinct sources, ~3,500 items each),
 analyses 99% of it, adds the last 1%, copies the database, and times on one copy an incremental run and
 on the other a full run. Both embed the same new texts; the ratio incremental/full is the figure of merit
-(target: at most 0.10).
+(target: at most 0.10). ``ratio_without_embed`` leaves out the embed step of both runs: the same model
+encoding the same texts, which no analysis design can make cheaper, so it shows what the rest of the
+incremental run costs against the rest of the full run. Both ratios are printed; the target is on ``ratio``.
 """
 
 from __future__ import annotations
@@ -86,10 +88,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             timings[kind] = (time.perf_counter() - t0, summary)
             engine.dispose()
     inc, full = timings["incremental"], timings["full"]
+    inc_rest, full_rest = inc[0] - inc[1].steps["embed"], full[0] - full[1].steps["embed"]
     rows = [{
         "benchmark": "analysis_incremental", "items": len(items), "new_items": len(items) - cut,
-        "model": embedder.name, "incremental_s": round(inc[0], 2), "full_s": round(full[0], 2),
-        "ratio": round(inc[0] / full[0], 3),
+        "embedded": inc[1].embedded, "model": embedder.name, "incremental_s": round(inc[0], 2),
+        "full_s": round(full[0], 2), "ratio": round(inc[0] / full[0], 3),
+        "ratio_without_embed": round(inc_rest / full_rest, 3),
         "incremental_steps": {k: round(v, 2) for k, v in inc[1].steps.items()},
         "full_steps": {k: round(v, 2) for k, v in full[1].steps.items()},
         "peak_mib": peak_mib(),  # the whole benchmark: demo build, embedding, both runs

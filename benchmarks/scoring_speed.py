@@ -5,7 +5,7 @@
 Builds synthetic ``items`` and ``accounts`` frames in the input contract of ``pipeline.stats`` (skewed theme
 sizes, ~30% anonymous items, four segments, some themes growing) and runs the step the way
 ``Analyzer._stats_and_scores`` does: weekly statistics and momentum for all items, then for "all" and for each
-segment ``segment_items`` + weekly statistics + momentum + scores. Each row gives the seconds spent in one
+segment ``segment_items`` + weekly item counts + momentum + scores. Each row gives the seconds spent in one
 function over the whole step (best of ``--repeat`` runs), the number of calls and the seconds per call.
 Targets: the whole step <= 0.3 s at 3,500 items / 200 themes, <= 5 s at 100,000 items / 1,000 themes.
 """
@@ -86,7 +86,7 @@ def run_step(items: pd.DataFrame, accounts: pd.DataFrame, timings: dict[str, lis
     """The statistics and scoring step of one analysis, each call timed into ``timings[function]``."""
     from models.settings import ScoreWeights
     from pipeline.scoring import score_opportunities, segment_items
-    from pipeline.stats import theme_momentum, weekly_theme_stats
+    from pipeline.stats import theme_momentum, weekly_item_counts, weekly_theme_stats
 
     def timed(name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -102,10 +102,10 @@ def run_step(items: pd.DataFrame, accounts: pd.DataFrame, timings: dict[str, lis
         if segment is None:
             seg_items, seg_momentum = items, momentum
         else:
-            seg_items, seg_accounts = timed("segment_items", segment_items, items, accounts, segment)
+            seg_items, _ = timed("segment_items", segment_items, items, accounts, segment)
             if seg_items.empty:
                 continue
-            seg_weekly = timed("weekly_theme_stats", weekly_theme_stats, seg_items, seg_accounts, now=NOW)
+            seg_weekly = timed("weekly_item_counts", weekly_item_counts, seg_items, now=NOW)
             seg_momentum = timed("theme_momentum", theme_momentum, seg_weekly, now=NOW)
         timed("score_opportunities", score_opportunities, seg_items, accounts, seg_momentum, now=NOW,
               weights=weights, segment=segment)

@@ -52,7 +52,7 @@ from pipeline.embedding_store import embed_missing, from_bytes, load_vectors, to
 from pipeline.labeling import ThemeLabeler, representative_quotes
 from pipeline.scoring import score_opportunities, segment_items
 from pipeline.signals import CompetitorMatcher, SignalModel, detect_flags
-from pipeline.stats import theme_momentum, weekly_theme_stats
+from pipeline.stats import theme_momentum, weekly_item_counts, weekly_theme_stats
 from pipeline.tracking import match_themes
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,16 @@ EMBED_COMMIT_TEXTS = 4096
 
 # An incremental run relabels a theme that gained at least this share of its size (or was born in it).
 RELABEL_GROWTH = 0.2
+
+# The item flags the statistics and scores read from ``feedback.flags``.
+ITEM_FLAGS = ("churn_risk", "deal_blocker", "security")
+
+# Ids per DELETE statement, well under every backend's limit on bound parameters.
+WRITE_CHUNK = 5000
+
+# The stored columns of a weekly ``theme_stat`` row (its id aside), in the order ``save_weekly_stats`` writes.
+STAT_COLUMNS = ("theme_id", "week", "week_start", "items", "accounts", "arr", "open_pipeline", "sentiment",
+                "intents", "sources")
 
 # Themes in these states take part in matching; merged themes live on in the theme they were merged into.
 MATCHABLE = ("active", "archived")
@@ -551,23 +561,36 @@ class Analyzer:
                 theme.quotes = [int(corpus.ids[i]) for i in quotes.get(pos[tid], [])]
 
     def _frames(self, session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
-        rows = session.execute(
-            select(Feedback.id, ThemeAssignment.theme_id, Feedback.account_id, Feedback.occurred_at,
-                   Source.name, Feedback.kind, Feedback.sentiment, Feedback.intent, Feedback.flags,
-                   Feedback.submitted_by)
+        """``items`` (assigned to an active theme) and ``accounts`` in the input contract of :mod:`pipeline.stats`.
+
+        Reading the corpus is most of the scores step on a large one, so the flags come out of the JSON in
+        the database (no document decoded per item) and the frame is built column by column.
+        """
+        flags = [func.coalesce(Feedback.flags[flag].as_boolean(), False).label(flag) for flag in ITEM_FLAGS]
+        result = session.execute(
+            select(Feedback.id.label("feedback_id"), ThemeAssignment.theme_id, Feedback.account_id,
+                   Feedback.occurred_at, Source.name.label("source"), Feedback.kind, Feedback.sentiment,
+                   Feedback.intent, *flags, Feedback.submitted_by)
             .join(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
             .join(Theme, Theme.id == ThemeAssignment.theme_id)
             .join(Source, Source.id == Feedback.source_id)
             .where(Theme.status == "active")
-        ).tuples().all()
-        items = pd.DataFrame(rows, columns=["feedback_id", "theme_id", "account_id", "occurred_at", "source",
-                                            "kind", "sentiment", "intent", "flags", "submitted_by"])
-        flags = items.pop("flags")
-        for flag in ("churn_risk", "deal_blocker", "security"):
-            items[flag] = [bool((f or {}).get(flag)) for f in flags]
-        items["occurred_at"] = pd.to_datetime(items["occurred_at"], utc=True)
-        items["account_id"] = items["account_id"].astype("Int64")
-        items["sentiment"] = items["sentiment"].astype(float)
+        )
+        names = list(result.keys())
+        rows = result.tuples().all()
+        columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else dict.fromkeys(names, ())
+        items = pd.DataFrame({
+            "feedback_id": np.array(columns["feedback_id"], dtype=np.int64),
+            "theme_id": np.array(columns["theme_id"], dtype=np.int64),
+            "account_id": pd.array(columns["account_id"], dtype="Int64"),
+            "occurred_at": pd.to_datetime(pd.Series(columns["occurred_at"], dtype=object), utc=True),
+            "source": pd.Series(columns["source"]),
+            "kind": pd.Series(columns["kind"]),
+            "sentiment": pd.Series(columns["sentiment"], dtype=np.float64),
+            "intent": pd.Series(columns["intent"]),
+            "submitted_by": pd.Series(columns["submitted_by"]),
+            **{flag: np.array(columns[flag], dtype=bool) for flag in ITEM_FLAGS},
+        })
         accounts = pd.DataFrame(session.execute(
             select(Account.id, Account.name, Account.segment, Account.arr, Account.lifecycle, Account.open_pipeline)
         ).tuples().all(), columns=["account_id", "name", "segment", "arr", "lifecycle", "open_pipeline"])
@@ -575,22 +598,22 @@ class Analyzer:
         return items, accounts
 
     def _stats_and_scores(self, summary: AnalysisSummary, now: dt.datetime) -> None:
+        """Weekly statistics, trends and opportunity scores of every active theme, from all of its items.
+
+        All of it is computed afresh: ranks span every theme, and momentum and recency move with ``now``. The
+        work around it is kept small instead: the corpus is read in one cheap pass, only the weekly rows that
+        changed are rewritten, and a segment's trend comes from its item counts alone, all momentum reads.
+        """
         s = self.settings
         with session_scope(self.factory) as session:
             items, accounts = self._frames(session)
             # Replace, never add: a retried step (Prefect retries it) must leave one row per theme and segment.
-            session.execute(delete(ThemeStat))
             session.execute(delete(Opportunity).where(Opportunity.run_id == summary.run_id))
             if items.empty:
+                session.execute(delete(ThemeStat))
                 return
             weekly = weekly_theme_stats(items, accounts, now=now, tz=s.timezone)
-            session.execute(ThemeStat.__table__.insert(), [
-                {"theme_id": int(r.theme_id), "week": r.week, "week_start": r.week_start, "items": int(r.items),
-                 "accounts": int(r.accounts), "arr": float(r.arr), "open_pipeline": float(r.open_pipeline),
-                 "sentiment": None if pd.isna(r.sentiment) else float(r.sentiment),
-                 "intents": dict(r.intents), "sources": dict(r.sources)}
-                for r in weekly.itertuples(index=False)
-            ])
+            save_weekly_stats(session, weekly)
             momentum = theme_momentum(weekly, now=now, tz=s.timezone, window_weeks=s.momentum_window_weeks)
             trend = dict(zip(momentum["theme_id"].astype(int), momentum["status"], strict=True))
             for theme in session.scalars(select(Theme).where(Theme.status == "active")):
@@ -603,12 +626,11 @@ class Analyzer:
                     seg_items, seg_momentum = items, momentum
                 else:
                     # A segment's trend is its own: momentum from that segment's items only.
-                    seg_items, seg_accounts = segment_items(items, accounts, segment)
+                    seg_items, _ = segment_items(items, accounts, segment)
                     if seg_items.empty:
                         continue
-                    seg_weekly = weekly_theme_stats(seg_items, seg_accounts, now=now, tz=s.timezone)
-                    seg_momentum = theme_momentum(seg_weekly, now=now, tz=s.timezone,
-                                                  window_weeks=s.momentum_window_weeks)
+                    seg_momentum = theme_momentum(weekly_item_counts(seg_items, now=now, tz=s.timezone), now=now,
+                                                  tz=s.timezone, window_weeks=s.momentum_window_weeks)
                 scored = score_opportunities(seg_items, accounts, seg_momentum, now=now, weights=weights,
                                              pipeline_weight=s.pipeline_weight, segment=segment)
                 strength = dict(zip(seg_momentum["theme_id"].astype(int), seg_momentum["emerging_strength"],
@@ -625,6 +647,47 @@ class Analyzer:
             if rows:
                 session.execute(Opportunity.__table__.insert(), rows)
             summary.opportunities = sum(1 for r in rows if r["segment"] == "all")
+
+
+def save_weekly_stats(session: Session, weekly: pd.DataFrame) -> int:
+    """Make ``theme_stat`` hold exactly the rows of ``weekly``, writing only the (theme, week) rows that differ.
+
+    Between two runs most weeks of most themes stay as they were (new items mostly land in the current week);
+    rewriting every row would cost the inserts, and on PostgreSQL the dead rows, of the whole history each
+    run. A stored row is kept only when every value reads back the same (compared by ``repr``, so ``-0.0``
+    and ``0.0`` or a reordered breakdown count as changes); otherwise it is deleted and written anew.
+
+    Args:
+        session: the step's session; nothing is committed here.
+        weekly: ``weekly_theme_stats`` output for every theme that should have rows; other rows are deleted.
+
+    Returns:
+        Number of rows deleted plus rows inserted.
+    """
+    fresh: dict[tuple[int, str], dict[str, Any]] = {}
+    for r in weekly.itertuples(index=False):
+        fresh[(int(r.theme_id), r.week)] = {
+            "theme_id": int(r.theme_id), "week": r.week, "week_start": r.week_start, "items": int(r.items),
+            "accounts": int(r.accounts), "arr": float(r.arr), "open_pipeline": float(r.open_pipeline),
+            "sentiment": None if pd.isna(r.sentiment) else float(r.sentiment),
+            "intents": dict(r.intents), "sources": dict(r.sources),
+        }
+    columns = [getattr(ThemeStat, name) for name in STAT_COLUMNS]
+    stale: list[int] = []
+    kept: set[tuple[int, str]] = set()  # (theme, week) is unique in theme_stat
+    for row in session.execute(select(ThemeStat.id, *columns)).mappings():
+        key = (row["theme_id"], row["week"])
+        new = fresh.get(key)
+        if new is not None and repr([row[c] for c in STAT_COLUMNS]) == repr(list(new.values())):
+            kept.add(key)
+        else:
+            stale.append(row["id"])
+    for start in range(0, len(stale), WRITE_CHUNK):
+        session.execute(delete(ThemeStat).where(ThemeStat.id.in_(stale[start:start + WRITE_CHUNK])))
+    rows = [row for key, row in fresh.items() if key not in kept]
+    if rows:
+        session.execute(ThemeStat.__table__.insert(), rows)
+    return len(stale) + len(rows)
 
 
 def new_unassigned(session: Session) -> int:

@@ -272,6 +272,31 @@ def _empty_weekly() -> pd.DataFrame:
     )
 
 
+def weekly_item_counts(items: pd.DataFrame, *, now: dt.datetime | pd.Timestamp, tz: str = "UTC") -> pd.DataFrame:
+    """Items per theme per ISO week, only the weeks with an item: all that ``theme_momentum`` reads.
+
+    The ``items`` column of ``weekly_theme_stats`` without the accounts, money, sentiment and breakdowns, so a
+    per-segment trend costs one group-by. ``theme_momentum`` reads missing weeks as zero weeks, so it gives the
+    same momentum from these rows as from ``weekly_theme_stats`` of the same items.
+
+    Args:
+        items: at least ``theme_id`` and ``occurred_at`` (see the module docstring).
+        now: the analysis instant, time-zone aware; items after its week are left out.
+        tz: IANA time zone whose ISO weeks are used (``Settings.timezone``).
+
+    Returns:
+        One row per (theme, week with an item) sorted by ``theme_id, week_start``: ``theme_id`` int,
+        ``week_start`` ``datetime64`` (Monday, naive), ``items`` int.
+    """
+    _require(items, ("theme_id", "occurred_at"), "items")
+    this_week = current_week_start(now, tz)
+    frame = pd.DataFrame(
+        {"theme_id": items["theme_id"].astype("int64"), "week_start": week_starts(items["occurred_at"], tz)}
+    )
+    frame = frame.loc[frame["week_start"] <= this_week]
+    return frame.groupby(["theme_id", "week_start"], sort=True).size().rename("items").reset_index()
+
+
 def growth_p_values(
     recent_count: float,
     recent_exposure: float,

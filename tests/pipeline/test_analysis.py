@@ -6,13 +6,22 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from ingest.demo import generate_demo
 from ingest.demo_loader import load_demo
 from models.settings import Settings
-from models.tables import AnalysisRun, Feedback, Opportunity, Theme, ThemeAssignment, ThemeEvent, ThemeStat
-from pipeline.analysis import RELABEL_GROWTH, Analyzer
+from models.tables import (
+    Account,
+    AnalysisRun,
+    Feedback,
+    Opportunity,
+    Theme,
+    ThemeAssignment,
+    ThemeEvent,
+    ThemeStat,
+)
+from pipeline.analysis import RELABEL_GROWTH, AnalysisSummary, Analyzer
 from pipeline.embedding import HashingEmbedder
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
@@ -220,3 +229,73 @@ def test_old_noise_alone_does_not_recluster_the_pool(sessions, settings, demo) -
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(ThemeEvent).where(
             ThemeEvent.run_id == summary.run_id)) == 0
+
+
+def stored_scores(sessions, run_id: int) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """What the scores step stores, row ids and timestamps aside: weekly rows, the run's opportunities, trends."""
+    with sessions() as s:
+        weekly = sorted(
+            (r.theme_id, r.week, r.week_start, r.items, r.accounts, r.arr, r.open_pipeline, r.sentiment, r.intents,
+             r.sources)
+            for r in s.scalars(select(ThemeStat))
+        )
+        opportunities = sorted(
+            (r.theme_id, r.segment, r.score, r.rank, r.tier, r.components, r.metrics, r.rationale)
+            for r in s.scalars(select(Opportunity).where(Opportunity.run_id == run_id))
+        )
+        trends = sorted((t.id, t.status, t.trend) for t in s.scalars(select(Theme)))
+    return weekly, opportunities, trends
+
+
+def weekly_row_ids(sessions) -> dict[tuple[int, str], int]:
+    with sessions() as s:
+        return {(tid, week): rid for rid, tid, week in s.execute(select(ThemeStat.id, ThemeStat.theme_id,
+                                                                            ThemeStat.week)).tuples()}
+
+
+@pytest.mark.parametrize("days_later", [0, 4], ids=["same-week", "next-week"])
+def test_incremental_scores_equal_a_from_scratch_recompute(sessions, settings, demo, days_later) -> None:
+    items = list(demo.items)
+    demo.items = items[:-40]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    demo.items = items
+    load_demo(sessions, demo)
+    with sessions.begin() as s:
+        # Changes that reach back into old weeks: one old item's sentiment, one paying account's ARR.
+        edited = s.scalars(select(Feedback).join(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
+                           .where(Feedback.sentiment.is_not(None)).order_by(Feedback.occurred_at)).first()
+        edited.sentiment = 0.95 if edited.sentiment < 0 else -0.95
+        edited_theme = s.scalar(select(ThemeAssignment.theme_id).where(ThemeAssignment.feedback_id == edited.id))
+        edited_at = edited.occurred_at
+        customer = s.scalars(select(Account).where(Account.lifecycle == "customer").order_by(Account.id)).first()
+        customer.arr += 12_345.0
+    before = weekly_row_ids(sessions)
+    later = NOW + dt.timedelta(days=days_later)
+
+    summary = analyzer(sessions, settings).run(now=later)
+
+    assert summary.kind == "incremental" and summary.embedded > 0
+    incremental = stored_scores(sessions, summary.run_id)
+    after = weekly_row_ids(sessions)
+    kept = {key for key, rid in after.items() if before.get(key) == rid}
+    assert kept, "every weekly row was rewritten"
+    edited_week = next(week for (tid, week, start, *_) in incremental[0]
+                       if tid == edited_theme and start <= edited_at.date() < start + dt.timedelta(days=7))
+    assert (edited_theme, edited_week) not in kept, "a changed weekly row was kept"
+
+    # From scratch: no weekly rows, no opportunities, no trends; the same run and instant.
+    with sessions.begin() as s:
+        s.execute(delete(ThemeStat))
+        s.execute(delete(Opportunity).where(Opportunity.run_id == summary.run_id))
+        s.execute(update(Theme).values(trend=None))
+    analyzer(sessions, settings).scores(AnalysisSummary(run_id=summary.run_id, kind="full"), later)
+
+    assert stored_scores(sessions, summary.run_id) == incremental
+    assert incremental[0] and incremental[1] and all(trend for _, status, trend in incremental[2]
+                                                       if status == "active")
+    # Nothing changed since: a rerun of the step (a Prefect retry) rewrites no weekly row.
+    unchanged = weekly_row_ids(sessions)
+    analyzer(sessions, settings).scores(AnalysisSummary(run_id=summary.run_id, kind="full"), later)
+    assert weekly_row_ids(sessions) == unchanged
+    assert stored_scores(sessions, summary.run_id) == incremental

@@ -19,6 +19,7 @@ from pipeline.stats import (
     growth_p_values,
     iso_week_label,
     theme_momentum,
+    weekly_item_counts,
     weekly_theme_stats,
 )
 
@@ -431,3 +432,45 @@ def test_weekly_stats_match_a_per_theme_week_reference() -> None:
             assert row["sources"] == dict(sorted(Counter(in_week["source"]).items()))
             assert list(row["intents"]) == sorted(row["intents"])
             assert row["intents"] == dict(Counter(in_week["intent"].dropna()))
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin"])
+def test_momentum_from_item_counts_equals_momentum_from_weekly_stats(tz: str) -> None:
+    rng = random.Random(11)
+    rows = [
+        {
+            "theme_id": rng.randint(1, 30),
+            # Some items after the current week (clock skew), some on week boundaries in either zone.
+            "occurred_at": NOW - pd.Timedelta(minutes=rng.randint(-3000, 60 * 24 * 7 * 26)),
+            "account_id": rng.choice([None, *range(1, 20)]),
+        }
+        for _ in range(900)
+    ]
+    items = make_items(rows)
+    accounts = make_accounts([{"account_id": a} for a in range(1, 20)])
+    now = NOW + pd.Timedelta(hours=30)
+
+    counts = weekly_item_counts(items, now=now, tz=tz)
+    weekly = weekly_theme_stats(items, accounts, now=now, tz=tz)
+
+    assert list(counts.columns) == ["theme_id", "week_start", "items"]
+    assert (counts["items"] > 0).all()
+    active = weekly.loc[weekly["items"] > 0]
+    assert counts["theme_id"].tolist() == active["theme_id"].tolist()
+    assert [d.date() for d in counts["week_start"]] == active["week_start"].tolist()
+    assert counts["items"].tolist() == active["items"].tolist()
+    for window in (2, 3, 4):
+        pd.testing.assert_frame_equal(
+            theme_momentum(counts, now=now, tz=tz, window_weeks=window),
+            theme_momentum(weekly, now=now, tz=tz, window_weeks=window),
+            check_exact=True,
+        )
+
+
+def test_item_counts_of_no_items_give_no_momentum() -> None:
+    items = make_items([{"theme_id": 1, "occurred_at": NOW + pd.Timedelta(days=9)}])  # after the current week
+
+    counts = weekly_item_counts(items, now=NOW)
+
+    assert counts.empty and list(counts.columns) == ["theme_id", "week_start", "items"]
+    assert theme_momentum(counts, now=NOW).empty
