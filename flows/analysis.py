@@ -9,6 +9,7 @@ reached ``recluster_pool_size``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,15 +24,25 @@ from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, Theme, utcnow
 from pipeline.analysis import AnalysisSummary, Analyzer, new_unassigned, reap_abandoned_runs
-from pipeline.embedding import make_embedder
+from pipeline.embedding import Embedder, make_embedder
+
+
+@functools.lru_cache(maxsize=4)
+def shared_embedder(model: str, *, device: str, batch_size: int, threads: int, precision: str) -> Embedder:
+    """One embedder per configuration and process, so a long-lived process loads its model once.
+
+    The API's job runner runs every analysis in the API process; a fresh embedder per run would load the
+    model again each time, which costs more than embedding an hour's new texts.
+    """
+    return make_embedder(model, device=device, batch_size=batch_size, threads=threads, precision=precision)
 
 
 def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer:
     """An Analyzer wired from settings: database (``engine``, or one from settings), embedding model, thresholds."""
     factory = make_session_factory(engine or engine_from_settings(settings))
-    embedder = make_embedder(settings.embedding_model, device=settings.embedding_device,
-                             batch_size=settings.embedding_batch_size, threads=settings.torch_threads,
-                             precision=settings.embedding_precision)
+    embedder = shared_embedder(settings.embedding_model, device=settings.embedding_device,
+                               batch_size=settings.embedding_batch_size, threads=settings.torch_threads,
+                               precision=settings.embedding_precision)
     return Analyzer(factory, settings, embedder)
 
 

@@ -191,3 +191,14 @@ def test_job_functions_update_the_queued_row(sessions: sessionmaker[Session], fl
         assert session.scalar(select(func.count()).select_from(AnalysisRun)) == 4  # no row besides the queued ones
         assert rows["report"].stats["result"]["report_id"] == session.scalar(  # type: ignore[union-attr]
             select(Report.id).where(Report.week == week))
+
+
+def test_analyses_in_one_process_share_one_loaded_model(settings: Settings, engine: Any) -> None:
+    # The API's job runner runs every analysis in its own process: the model must not load again per run.
+    from flows.analysis import build_analyzer
+
+    first, second = build_analyzer(settings, engine), build_analyzer(settings, engine)
+    assert first.embedder is second.embedder
+    other = build_analyzer(settings.model_copy(update={"embedding_batch_size": settings.embedding_batch_size + 1}),
+                           engine)
+    assert other.embedder is not first.embedder
