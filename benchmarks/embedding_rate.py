@@ -8,8 +8,8 @@ The stage reads the texts that lack a vector, encodes them and stores float32 ve
 The same ``encode`` varies by several percent from one run to the next on a shared machine, more than the
 stage's own work, so the rounds alternate bare and stage runs and the ratio is the median of each
 round's stage/bare. Beside it, ``own_s`` is the stage's time outside its ``encode`` calls (reading the
-missing texts, storing the vectors), timed directly, and ``own_ratio`` is ``(bare + own_s) / bare``:
-what the stage adds to the encode, without the encode's own drift.
+missing texts, storing the vectors), timed directly, and ``own_pct`` is ``own_s`` as a percentage of the
+bare encode: what the stage adds to it, without the encode's own drift.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
              "ratio": round(statistics.median(s / b for s, b in zip(stage_times, bare_times, strict=True)), 3),
              "ratio_min_max": f"{min(s / b for s, b in zip(stage_times, bare_times, strict=True)):.3f}-"
                               f"{max(s / b for s, b in zip(stage_times, bare_times, strict=True)):.3f}",
-             "own_s": round(own, 3), "own_ratio": round((bare + own) / bare, 3), "peak_mib": peak_mib()}]
+             "own_s": round(own, 3), "own_pct": round(100 * own / bare, 2), "peak_mib": peak_mib()}]
     emit(rows, as_json=args.json, title="embedding stage vs bare encode")
     return rows
 
