@@ -237,3 +237,15 @@ def test_warm_search_builds_the_snapshot_at_startup(settings: Any, engine: Any, 
             time.sleep(0.02)
         assert app.state.vector_index.rebuilds == 1
         assert app.state.query_embedder.cached("warm up") is not None
+
+
+def test_search_rows_read_as_columns_serialise_like_the_orm_feedback_schema(world: World, sessions: Any) -> None:
+    from api.queries import feedback_outs, feedback_outs_by_id
+
+    with sessions() as session:
+        items = list(session.scalars(select(Feedback).order_by(Feedback.id)))
+        assert any(i.account_id is not None for i in items) and len(items) >= 3
+        validated = {out.id: out.model_dump_json() for out in feedback_outs(session, items)}
+        fast = {i: out.model_dump_json() for i, out in feedback_outs_by_id(session, [i.id for i in items]).items()}
+    assert fast == validated
+    assert any('"theme":{' in body for body in fast.values())
