@@ -19,6 +19,9 @@ change. A search checks for changes at most every ``recheck_s``, in a background
 the snapshot it has until the new one is ready, so no request waits for a rebuild except the first (a
 server builds it at startup, see ``create_app(warm_search=True)``). A search may therefore miss an item
 stored or moved in the last few seconds; it never returns one that no longer passes its filters.
+
+Each snapshot remembers the first ranked batch of its recent searches (:class:`_Rankings`), so a search
+repeated under the same filters skips the ranking; its hits are read and filtered in SQL all the same.
 """
 
 from __future__ import annotations
@@ -110,8 +113,7 @@ class _Snapshot:
     theme_ids: np.ndarray  # (t,) int64
     starts: np.ndarray  # (t + 1,) int64
     centroids: np.ndarray  # (t, dim) float32, unit rows
-    rankings: _Rankings = field(default_factory=lambda: _Rankings())
-
+    rankings: _Rankings = field(default_factory=_Rankings)
 
     @property
     def size(self) -> int:
