@@ -16,7 +16,6 @@ import asyncio
 import functools
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from api.lru import LRU
 from api.queries import latest_run_select
 from api.sharing import SharedCall
 from api.timing import record, timed
@@ -72,9 +72,8 @@ class ListCache:
 
     def __init__(self, sessions: sessionmaker[Session], *, max_entries: int = 256) -> None:
         self.sessions = sessions
-        self.max_entries = max_entries
         self._version: tuple[Any, ...] | None = None
-        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._entries: LRU[Hashable, bytes] = LRU(max_entries)
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
         self._lock = threading.Lock()
         self.version_check: SharedCall[None, tuple[Any, ...] | None] = SharedCall(self._current_version)
@@ -101,10 +100,10 @@ class ListCache:
         version = await self.version_check(None)
         record("version", (time.perf_counter() - started) * 1000)
         with self._lock:
-            if version is not None and version == self._version and key in self._entries:
-                self._entries.move_to_end(key)
+            cached = self._entries.get(key) if version is not None and version == self._version else None
+            if cached is not None:
                 self.hits += 1
-                return Response(self._entries[key], media_type="application/json")
+                return Response(cached, media_type="application/json")
         body = await self._shared_build(version, key, build, model)
         with self._lock:
             self.misses += 1
@@ -113,9 +112,7 @@ class ListCache:
             if version != self._version:
                 self._version = version
                 self._entries.clear()
-            self._entries[key] = body
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._entries.put(key, body)
         return Response(body, media_type="application/json")
 
     async def _shared_build(self, version: tuple[Any, ...] | None, key: Hashable,

@@ -10,12 +10,13 @@ text, since people repeat searches (and the web page and the API ask the same on
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from api.lru import LRU
 
 
 @dataclass(eq=False, slots=True)
@@ -37,9 +38,8 @@ class QueryEmbedder:
 
     def __init__(self, embedder: Any, *, cache_size: int = 4096, max_batch: int = 64) -> None:
         self.embedder = embedder
-        self.cache_size = cache_size
         self.max_batch = max_batch
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: LRU[str, np.ndarray] = LRU(cache_size)
         self._waiting: list[_Pending] = []
         self._lock = threading.Lock()
         self._encoding = threading.Lock()
@@ -56,12 +56,11 @@ class QueryEmbedder:
 
     def cached(self, text: str) -> np.ndarray | None:
         """The vector of ``text`` if it is in the cache (cheap enough for the event loop), else None."""
-        with self._lock:
-            vector = self._cache.get(text)
-            if vector is not None:
-                self._cache.move_to_end(text)
+        vector = self._cache.get(text)
+        if vector is not None:
+            with self._lock:
                 self.hits += 1
-            return vector
+        return vector
 
     def encode_one(self, text: str) -> np.ndarray:
         """Returns: ``(dim,)`` float32 of unit length; read-only, since it is shared with the cache."""
@@ -102,13 +101,8 @@ class QueryEmbedder:
             v = np.array(v, dtype=np.float32)  # own copy, not a view that keeps the batch alive
             v.setflags(write=False)
             by_text[t] = v
-        with self._lock:
-            if self.cache_size > 0:
-                for t, v in by_text.items():
-                    self._cache[t] = v
-                    self._cache.move_to_end(t)
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+        for t, v in by_text.items():
+            self._cache.put(t, v)
         for p in batch:
             p.vector = by_text[p.text]
             p.done.set()

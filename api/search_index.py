@@ -20,7 +20,7 @@ the snapshot it has until the new one is ready, so no request waits for a rebuil
 server builds it at startup, see ``create_app(warm_search=True)``). A search may therefore miss an item
 stored or moved in the last few seconds; it never returns one that no longer passes its filters.
 
-Each snapshot remembers the first ranked batch of its recent searches (:class:`_Rankings`), so a search
+Each snapshot remembers the first ranked batch of its recent searches (``_Snapshot.rankings``), so a search
 repeated under the same filters skips the ranking; its hits are read and filtered in SQL all the same.
 """
 
@@ -31,7 +31,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ import numpy as np
 from sqlalchemy import Connection, Select, and_, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.lru import LRU
 from api.queries import FeedbackFilters, feedback_outs_by_id
 from api.schemas import FeedbackOut, SearchHit
 from api.timing import timed
@@ -51,42 +51,12 @@ log = logging.getLogger(__name__)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ONE_US = dt.timedelta(microseconds=1)
 NO_ID = -1  # no theme, no account, no submitter
+RANKINGS_KEPT = 1024  # remembered rankings per snapshot
 MAX_BATCH = 4096  # candidates checked in SQL at once (SQLite allows 32766 bound parameters)
 
 
 def _micros(value: dt.datetime) -> int:
     return (value - EPOCH) // ONE_US
-
-
-class _Rankings:
-    """The first ranked batch of recent searches of one snapshot, by (query vector, filters, limit, exact).
-
-    A snapshot never changes, so ranking the same query under the same filters again gives the same rows:
-    people repeat searches (the page, the API, a dashboard), and a repeat skips the mask, the scoring and
-    the partial sort. The hits are still read from the database, filters included, on every search.
-    Dropped with the snapshot, so a change to the data (a new snapshot) is never answered from here.
-    """
-
-    def __init__(self, max_entries: int = 1024) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-
-    def get(self, key: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray] | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-            return found
-
-    def put(self, key: tuple[Any, ...], batch: tuple[np.ndarray, np.ndarray]) -> None:
-        with self._lock:
-            self._entries[key] = batch
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
 
 
 @dataclass(eq=False, slots=True)
@@ -113,7 +83,10 @@ class _Snapshot:
     theme_ids: np.ndarray  # (t,) int64
     starts: np.ndarray  # (t + 1,) int64
     centroids: np.ndarray  # (t, dim) float32, unit rows
-    rankings: _Rankings = field(default_factory=_Rankings)
+    # The first ranked batch of recent searches, by (query vector, filters, limit, exact): the snapshot never
+    # changes, so a repeated search ranks the same rows; its hits are still read and filtered in SQL.
+    rankings: LRU[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=lambda: LRU(RANKINGS_KEPT))
 
     @property
     def size(self) -> int:

@@ -51,7 +51,7 @@ from pipeline.embedding import Embedder
 from pipeline.embedding_store import embed_missing, from_bytes, load_vectors, to_bytes
 from pipeline.labeling import ThemeLabeler, representative_quotes
 from pipeline.scoring import score_opportunities, segment_items
-from pipeline.signals import CompetitorMatcher, SignalModel, detect_flags
+from pipeline.signals import FLAGS, CompetitorMatcher, SignalModel, detect_flags
 from pipeline.stats import theme_momentum, weekly_item_counts, weekly_theme_stats
 from pipeline.tracking import match_themes
 
@@ -63,9 +63,6 @@ EMBED_COMMIT_TEXTS = 4096
 
 # An incremental run relabels a theme that gained at least this share of its size (or was born in it).
 RELABEL_GROWTH = 0.2
-
-# The item flags the statistics and scores read from ``feedback.flags``.
-ITEM_FLAGS = ("churn_risk", "deal_blocker", "security")
 
 # Ids per DELETE statement, well under every backend's limit on bound parameters.
 WRITE_CHUNK = 5000
@@ -566,7 +563,7 @@ class Analyzer:
         Reading the corpus is most of the scores step on a large one, so the flags come out of the JSON in
         the database (no document decoded per item) and the frame is built column by column.
         """
-        flags = [func.coalesce(Feedback.flags[flag].as_boolean(), False).label(flag) for flag in ITEM_FLAGS]
+        flags = [func.coalesce(Feedback.flags[flag].as_boolean(), False).label(flag) for flag in FLAGS]
         result = session.execute(
             select(Feedback.id.label("feedback_id"), ThemeAssignment.theme_id, Feedback.account_id,
                    Feedback.occurred_at, Source.name.label("source"), Feedback.kind, Feedback.sentiment,
@@ -589,7 +586,7 @@ class Analyzer:
             "sentiment": pd.Series(columns["sentiment"], dtype=np.float64),
             "intent": pd.Series(columns["intent"]),
             "submitted_by": pd.Series(columns["submitted_by"]),
-            **{flag: np.array(columns[flag], dtype=bool) for flag in ITEM_FLAGS},
+            **{flag: np.array(columns[flag], dtype=bool) for flag in FLAGS},
         })
         accounts = pd.DataFrame(session.execute(
             select(Account.id, Account.name, Account.segment, Account.arr, Account.lifecycle, Account.open_pipeline)

@@ -174,3 +174,17 @@ def test_server_timing_header_only_when_asked(settings: Any, engine: Any, client
     stages = dict(part.strip().split(";dur=") for part in header.split(","))
     assert {"app", "auth", "embed", "score", "rows"} <= set(stages)
     assert all(float(v) >= 0 for v in stages.values())
+
+
+def test_lru_keeps_the_most_recently_used_keys() -> None:
+    from api.lru import LRU
+
+    lru: LRU[str, int] = LRU(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # a is now newer than b
+    lru.put("c", 3)
+    assert (lru.get("b"), lru.get("a"), lru.get("c"), len(lru), lru.hits) == (None, 1, 3, 2, 3)
+    none: LRU[str, int] = LRU(0)
+    none.put("a", 1)
+    assert none.get("a") is None and len(none) == 0
