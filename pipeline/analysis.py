@@ -194,13 +194,13 @@ class Analyzer:
             self._full(corpus, summary)
             self._label(corpus)
         else:
-            grown = self._incremental(self._load_corpus(unassigned_only=True), summary)
+            grown, born = self._incremental(self._load_corpus(unassigned_only=True), summary)
             with self.factory() as session:
                 sizes = dict(session.execute(select(Theme.id, Theme.size)).tuples().all())
-            stale = {tid for tid, added in grown.items()
-                     if tid < 0 or added >= RELABEL_GROWTH * max(1, sizes.get(tid, 0))}
+            stale = born | {tid for tid, added in grown.items()
+                            if added >= RELABEL_GROWTH * max(1, sizes.get(tid, 0))}
             if stale:
-                self._label(self._load_corpus(), only={abs(t) for t in stale})
+                self._label(self._load_corpus(), only=stale)
         with self.factory() as session:
             summary.items, summary.assigned = self._assignment_counts(session)
             summary.unassigned = summary.items - summary.assigned
@@ -434,16 +434,17 @@ class Analyzer:
                 detail["reason"] = "no items left after re-clustering"
             session.add(ThemeEvent(theme_id=theme_id, kind=event.kind, run_id=run_id, detail=detail))
 
-    def _incremental(self, pool: Corpus, summary: AnalysisSummary) -> dict[int, int]:
+    def _incremental(self, pool: Corpus, summary: AnalysisSummary) -> tuple[dict[int, int], set[int]]:
         """Assign the unassigned items (``pool``) to themes; cluster the rest when enough new ones wait.
 
-        Returns: items added per theme id; a theme born in this run is keyed by its negated id.
+        Returns: items added per existing theme id, and the ids of the themes born in this run.
         """
         added: dict[int, int] = {}
+        born: set[int] = set()
         with session_scope(self.factory) as session:
             themes = self._themes(session, ("active",))
             if not themes or len(pool) == 0:
-                return added
+                return added, born
             corpus = pool
             pool_idx = np.arange(len(pool), dtype=np.int64)
             centroids = np.stack([from_bytes(t.centroid) for t in themes])
@@ -461,16 +462,17 @@ class Analyzer:
             rest = pool_idx[np.asarray(labels) < 0]
             # Old noise waits in the pool too; only new arrivals decide whether it is worth clustering.
             if rest.size and new_unassigned(session) >= self.settings.recluster_pool_size:
-                for tid, n in self._cluster_pool(session, corpus, rest, themes, summary).items():
+                joined, born = self._cluster_pool(session, corpus, rest, themes, summary)
+                for tid, n in joined.items():
                     added[tid] = added.get(tid, 0) + n
             self._refresh_sizes(session)
-        return added
+        return added, born
 
     def _cluster_pool(self, session: Session, corpus: Corpus, pool_idx: np.ndarray, themes: list[Theme],
-                      summary: AnalysisSummary) -> dict[int, int]:
+                      summary: AnalysisSummary) -> tuple[dict[int, int], set[int]]:
         """New themes from the items no theme took; clusters close to a theme join it instead.
 
-        Returns: items added per theme id, a theme born here keyed by its negated id.
+        Returns: items added per existing theme id, and the ids of the themes born here.
         """
         clusterer = self.make_clusterer().fit(corpus.vectors[pool_idx])
         labels = np.asarray(clusterer.labels_)
@@ -478,6 +480,7 @@ class Analyzer:
         old_centroids = np.stack([from_bytes(t.centroid) for t in themes])
         rows = []
         added: dict[int, int] = {}
+        born: set[int] = set()
         for j in range(centroids.shape[0]):
             members = pool_idx[labels == j]
             if members.size == 0:
@@ -495,7 +498,7 @@ class Analyzer:
                                        detail={"size": int(members.size), "from": "pool"}))
                 summary.born += 1
                 theme_id = theme.id
-                added[-theme_id] = int(members.size)
+                born.add(theme_id)
             member_sims = corpus.vectors[members] @ centroids[j]
             rows.extend(
                 {"feedback_id": int(corpus.ids[i]), "theme_id": theme_id, "similarity": float(s),
@@ -504,7 +507,7 @@ class Analyzer:
             )
         if rows:
             session.execute(ThemeAssignment.__table__.insert(), rows)
-        return added
+        return added, born
 
     @staticmethod
     def _refresh_sizes(session: Session) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -217,6 +218,25 @@ def test_incremental_run_relabels_only_themes_that_grew(sessions, settings, demo
     # The counts still cover the whole corpus, not only the items read in this run.
     assert summary.items == len(after) + summary.unassigned
     assert summary.assigned == len(after)
+
+
+def test_themes_born_from_the_pool_are_labelled(sessions, settings, demo) -> None:
+    # One planted theme arrives only after the first analysis: its items form a theme of their own.
+    late = Counter(demo.truth.values()).most_common(1)[0][0]
+    items = list(demo.items)
+    demo.items = [(src, r) for src, r in items if demo.truth[r.external_id] != late]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    demo.items = items
+    load_demo(sessions, demo)
+    settings.recluster_pool_size = 10
+    summary = analyzer(sessions, settings).run(now=NOW)
+    assert summary.kind == "incremental" and summary.born > 0
+    with sessions() as s:
+        born = s.scalars(select(Theme).join(ThemeEvent, ThemeEvent.theme_id == Theme.id).where(
+            ThemeEvent.kind == "born", ThemeEvent.run_id == summary.run_id)).all()
+        assert len(born) == summary.born
+        assert all(t.label and t.keywords and t.quotes for t in born), [(t.id, t.label) for t in born]
 
 
 def test_old_noise_alone_does_not_recluster_the_pool(sessions, settings, demo) -> None:
