@@ -195,10 +195,16 @@ def create_server_app() -> FastAPI:
 
 
 def default_embedder(settings: Settings) -> Any:
-    from pipeline.embedding import SentenceEmbedder
+    """The query embedder of search: the configured model, one thread per query unless threads are set.
 
-    return SentenceEmbedder(settings.embedding_model, device=settings.embedding_device,
-                            batch_size=settings.embedding_batch_size, threads=settings.torch_threads)
+    A query is a few tokens: a second thread shortens one encode a little and costs more CPU in all, while
+    concurrent searches already keep the other cores busy.
+    """
+    from pipeline.embedding import make_embedder
+
+    return make_embedder(settings.embedding_model, device=settings.embedding_device,
+                         batch_size=settings.embedding_batch_size, threads=settings.torch_threads or 1,
+                         precision=settings.embedding_precision, runtime=settings.embedding_runtime)
 
 
 def create_app(settings: Settings | None = None, *, embedder: Any = None, job_runner: JobRunner | None = None,

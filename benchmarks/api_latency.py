@@ -196,14 +196,13 @@ def bench_app() -> Any:
 
     An import-string factory, so that ``uvicorn`` can start it in several worker processes.
     """
-    from api.app import create_app
+    from api.app import create_app, default_embedder
     from models.settings import Settings
-    from pipeline.embedding import make_embedder
 
     url, model = os.environ["GS_BENCH_URL"], os.environ["GS_BENCH_MODEL"]
     settings = Settings(database_url=url, data_dir=Path(tempfile.mkdtemp()), embedding_model=model,  # type: ignore[call-arg]
-                        _env_file=None)
-    embedder = make_embedder(model, threads=int(os.environ.get("GS_BENCH_TORCH_THREADS", "0")))
+                        torch_threads=int(os.environ.get("GS_BENCH_TORCH_THREADS", "0")), _env_file=None)
+    embedder = default_embedder(settings)  # what `groundswell serve` searches with
     embedder.encode(["warm up"])  # load the model before the first request
     return create_app(settings, embedder=embedder, job_runner=NoJobs(), note_rate=(1e6, 10**6), server_timing=True,
                       warm_search=True, search_concurrency=int(os.environ.get("GS_BENCH_SEARCH_CONCURRENCY", "4")))
@@ -599,7 +598,7 @@ def main() -> None:
     parser.add_argument("--server-cpus", help="Pin the server to these CPUs, e.g. 0.")
     parser.add_argument("--workers", type=int, default=1, help="Server worker processes (as `serve --workers`).")
     parser.add_argument("--torch-threads", type=int, default=0,
-                        help="torch threads of each server's query embedder; 0: the library default (all cores).")
+                        help="threads of each server's query embedder; 0: the product's default (one).")
     parser.add_argument("--client-cpus", help="Pin the load generator to these CPUs, e.g. 1.")
     parser.add_argument("--pg-url", default=os.environ.get(
         "GROUNDSWELL_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/gs_bench_api"),

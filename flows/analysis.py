@@ -28,13 +28,15 @@ from pipeline.embedding import Embedder, make_embedder
 
 
 @functools.lru_cache(maxsize=4)
-def shared_embedder(model: str, *, device: str, batch_size: int, threads: int, precision: str) -> Embedder:
+def shared_embedder(model: str, *, device: str, batch_size: int, threads: int, precision: str,
+                    runtime: str = "auto") -> Embedder:
     """One embedder per configuration and process, so a long-lived process loads its model once.
 
     The API's job runner runs every analysis in the API process; a fresh embedder per run would load the
     model again each time, which costs more than embedding an hour's new texts.
     """
-    return make_embedder(model, device=device, batch_size=batch_size, threads=threads, precision=precision)
+    return make_embedder(model, device=device, batch_size=batch_size, threads=threads, precision=precision,
+                         runtime=runtime)
 
 
 def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer:
@@ -42,7 +44,7 @@ def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer
     factory = make_session_factory(engine or engine_from_settings(settings))
     embedder = shared_embedder(settings.embedding_model, device=settings.embedding_device,
                                batch_size=settings.embedding_batch_size, threads=settings.torch_threads,
-                               precision=settings.embedding_precision)
+                               precision=settings.embedding_precision, runtime=settings.embedding_runtime)
     return Analyzer(factory, settings, embedder)
 
 

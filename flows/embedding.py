@@ -47,16 +47,17 @@ class ModelSpec:
     batch_size: int = 64
     threads: int = 0
     precision: str = "auto"
+    runtime: str = "auto"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelSpec:
         return cls(model=settings.embedding_model, device=settings.embedding_device,
                    batch_size=settings.embedding_batch_size, threads=settings.torch_threads,
-                   precision=settings.embedding_precision)
+                   precision=settings.embedding_precision, runtime=settings.embedding_runtime)
 
     def build(self) -> Embedder:
         return make_embedder(self.model, device=self.device, batch_size=self.batch_size, threads=self.threads,
-                             precision=self.precision)
+                             precision=self.precision, runtime=self.runtime)
 
 
 # One embedder per process and spec: loading a model costs seconds, a batch far less.

@@ -65,7 +65,13 @@ class Settings(BaseSettings):
                                       "by tokens).")
     embedding_precision: Literal["auto", "fp32", "fp16"] = Field(
         "auto", description="`auto` (fp16 on CUDA, fp32 on a CPU), `fp32` or `fp16`.")
-    torch_threads: int = Field(0, description="torch intra-op threads; 0 means the cores available.")
+    embedding_runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="On a CPU: `auto` runs the model in ONNX Runtime when the exported graph reproduces "
+        "its vectors (checked at load; about twice as fast) and in PyTorch otherwise; `onnx` insists on ONNX "
+        "Runtime; `torch` always uses PyTorch. Exported graphs are kept in GROUNDSWELL_MODEL_CACHE_DIR "
+        "(default ~/.cache/groundswell/onnx).")
+    torch_threads: int = Field(0, description="torch and ONNX Runtime intra-op threads; 0 means the cores "
+                               "available for embedding runs and one for the API's search queries.")
     assign_threshold: float = Field(
         0.55, description="Cosine similarity needed to join an existing theme incrementally."
     )

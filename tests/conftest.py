@@ -19,6 +19,8 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Exported ONNX graphs of the embedding model go to a throwaway folder, not the user's ~/.cache.
+os.environ.setdefault("GROUNDSWELL_MODEL_CACHE_DIR", tempfile.mkdtemp(prefix="gs-models-"))
 
 import pytest  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402

@@ -132,3 +132,18 @@ def test_accounts_autocomplete(client: TestClient, auth: Any, world: World) -> N
     assert [a["name"] for a in by_domain] == ["Globex"]
     assert client.get("/v1/accounts", params={"q": "%"}, headers=auth("sales")).json() == []
     assert len(client.get("/v1/accounts", headers=auth("sales")).json()) == 3
+
+
+def test_default_query_embedder_follows_the_settings(tmp_path: Any) -> None:
+    from api.app import default_embedder
+    from models.settings import Settings
+    from pipeline.embedding import HashingEmbedder, SentenceEmbedder
+
+    def settings(**kw: Any) -> Settings:
+        return Settings(data_dir=tmp_path, _env_file=None, **kw)  # type: ignore[call-arg]
+
+    one_thread = default_embedder(settings(embedding_runtime="torch", embedding_precision="fp32"))
+    assert isinstance(one_thread, SentenceEmbedder)
+    assert (one_thread.threads, one_thread.runtime, one_thread.precision) == (1, "torch", "fp32")
+    assert default_embedder(settings(torch_threads=3)).threads == 3  # type: ignore[attr-defined]
+    assert isinstance(default_embedder(settings(embedding_model="hashing-32")), HashingEmbedder)

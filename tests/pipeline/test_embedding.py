@@ -55,8 +55,68 @@ def test_pretokenized_path_matches_sentence_transformers(cpu_model) -> None:
 @pytest.mark.slow
 def test_sentence_embedder_pretokenize_switch_gives_the_same_vectors() -> None:
     fast = SentenceEmbedder(device="cpu", pretokenize=True).encode(TEXTS[:12])
-    plain = SentenceEmbedder(device="cpu", pretokenize=False).encode(TEXTS[:12])
+    plain = SentenceEmbedder(device="cpu", runtime="torch").encode(TEXTS[:12])
     assert np.sum(fast * plain, axis=1).min() >= 0.9999
+
+
+def test_runtime_is_checked() -> None:
+    with pytest.raises(EmbeddingError, match="bad embedding runtime 'tensorrt'"):
+        SentenceEmbedder(runtime="tensorrt")
+    assert make_embedder("all-MiniLM-L6-v2", runtime="torch").runtime == "torch"  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_onnx_runtime_gives_the_model_vectors_and_exports_once(tmp_path, monkeypatch) -> None:
+    import pipeline.onnx_encoder as onnx_encoder
+
+    exports: list[object] = []
+    real_export = onnx_encoder._export
+    monkeypatch.setattr(onnx_encoder, "_export", lambda st, path: (exports.append(path), real_export(st, path)))
+    torch_vectors = SentenceEmbedder(device="cpu", runtime="torch").encode(TEXTS)
+    first = SentenceEmbedder(device="cpu", batch_size=5, cache_dir=tmp_path)
+    assert first.runtime_used == "onnx"
+    # Batches of 5 from length-sorted texts: order must survive sorting, padding and truncation.
+    vectors = first.encode(TEXTS)
+    assert vectors.shape == torch_vectors.shape and vectors.dtype == np.float32
+    np.testing.assert_allclose(vectors, torch_vectors, atol=1e-5)
+    assert first.encode([]).shape == (0, torch_vectors.shape[1])
+    again = SentenceEmbedder(device="cpu", runtime="onnx", cache_dir=tmp_path)
+    np.testing.assert_allclose(again.encode(TEXTS[:3]), torch_vectors[:3], atol=1e-5)
+    assert len(exports) == 1 and [p.name for p in tmp_path.iterdir()] == [exports[0].name]  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_onnx_runtime_falls_back_to_torch_when_it_cannot_reproduce_the_model(tmp_path, monkeypatch) -> None:
+    import pipeline.onnx_encoder as onnx_encoder
+
+    monkeypatch.setattr(onnx_encoder, "TOLERANCE", -1.0)  # no graph can pass: as if export changed the model
+    auto = SentenceEmbedder(device="cpu", cache_dir=tmp_path)
+    assert auto.runtime_used == "torch"
+    assert np.linalg.norm(auto.encode(["still encodes"]), axis=1)[0] == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(EmbeddingError, match="cannot run embedding model .* in ONNX Runtime: the exported graph "
+                       "differs"):
+        SentenceEmbedder(device="cpu", runtime="onnx", cache_dir=tmp_path).load()
+
+
+@pytest.mark.slow
+def test_a_damaged_onnx_file_is_exported_again(tmp_path) -> None:
+    assert SentenceEmbedder(device="cpu", cache_dir=tmp_path).runtime_used == "onnx"
+    (exported,) = tmp_path.iterdir()
+    exported.write_bytes(b"not a model")
+    assert SentenceEmbedder(device="cpu", cache_dir=tmp_path).runtime_used == "torch"  # this load falls back
+    assert not exported.exists()
+    assert SentenceEmbedder(device="cpu", cache_dir=tmp_path).runtime_used == "onnx"
+    assert exported.stat().st_size > 1_000_000
+
+
+def test_onnx_runtime_missing(monkeypatch, tmp_path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    from pipeline.onnx_encoder import OnnxUnavailable, onnx_encoder
+
+    with pytest.raises(OnnxUnavailable, match="onnxruntime is not installed"):
+        onnx_encoder(object(), threads=1, batch_size=8, cache_dir=tmp_path)
 
 
 def add_feedback(sessions, texts: list[str]) -> None:
