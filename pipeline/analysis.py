@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, DateTime, Result, delete, func, select, type_coerce, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,7 +48,7 @@ from models.tables import (
 )
 from pipeline.clustering import ThemeClusterer, assign_to_centroids
 from pipeline.embedding import Embedder
-from pipeline.embedding_store import embed_missing, from_bytes, load_vectors, to_bytes
+from pipeline.embedding_store import embed_missing, find_vectors, from_bytes, load_vectors, to_bytes
 from pipeline.labeling import ThemeLabeler, representative_quotes
 from pipeline.scoring import score_opportunities, segment_items
 from pipeline.signals import FLAGS, CompetitorMatcher, SignalModel, detect_flags
@@ -66,6 +66,12 @@ RELABEL_GROWTH = 0.2
 
 # Ids per DELETE statement, well under every backend's limit on bound parameters.
 WRITE_CHUNK = 5000
+
+# Rows per fetch when a step reads every item. Each batch of row objects is freed before the next is fetched, so
+# they never pile up past the garbage collector's first threshold (700 new objects). A whole corpus of rows
+# alive at once gets promoted to the oldest generation and sets off full collections of the process's heap,
+# 0.3 s each in a process with a model loaded.
+READ_BATCH = 250
 
 # The stored columns of a weekly ``theme_stat`` row (its id aside), in the order ``save_weekly_stats`` writes.
 STAT_COLUMNS = ("theme_id", "week", "week_start", "items", "accounts", "arr", "open_pipeline", "sentiment",
@@ -277,8 +283,7 @@ class Analyzer:
             with session_scope(self.factory) as session:
                 vectors = load_vectors(session, model_name, [r[3] for r in chunk])
                 texts = [r[1] for r in chunk]
-                intents = self.signal_model.predict_intent(texts, vectors)
-                sentiments = self.signal_model.score_sentiment(texts, vectors)
+                intents, sentiments = self.signal_model.intent_and_sentiment(texts, vectors)
                 values = []
                 for (fid, text, kind, _), intent, sentiment in zip(chunk, intents, sentiments, strict=True):
                     values.append({
@@ -292,18 +297,31 @@ class Analyzer:
 
     def _load_corpus(self, *, unassigned_only: bool = False) -> Corpus:
         """Items that take part in theming (not duplicates, with a vector); only those with no theme when
-        ``unassigned_only``."""
-        query = (select(Feedback.id, Feedback.text, Feedback.content_hash)
-                 .join(Embedding, _has_vector(self.embedder.name))
-                 .where(Feedback.duplicate_of.is_(None)).order_by(Feedback.id))
-        if unassigned_only:
-            query = query.outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id).where(
-                ThemeAssignment.feedback_id.is_(None))
+        ``unassigned_only``.
+
+        The whole corpus comes with its vectors in one join. The unassigned items are a few among many, so
+        they are found without touching the vectors (a join would have the database read every vector of the
+        model to find theirs) and their vectors are then looked up by key.
+        """
         with self.factory() as session:
-            rows = session.execute(query).tuples().all()
-            vectors = load_vectors(session, self.embedder.name, [r[2] for r in rows])
+            if unassigned_only:
+                items = session.execute(
+                    select(Feedback.id, Feedback.text, Feedback.content_hash)
+                    .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
+                    .where(Feedback.duplicate_of.is_(None), ThemeAssignment.feedback_id.is_(None))
+                    .order_by(Feedback.id)
+                ).tuples().all()
+                found = find_vectors(session, self.embedder.name, [h for _, _, h in items])
+                rows = [(fid, text, found[h]) for fid, text, h in items if h in found]
+            else:
+                rows = list(session.execute(
+                    select(Feedback.id, Feedback.text, Embedding.vector)
+                    .join(Embedding, _has_vector(self.embedder.name))
+                    .where(Feedback.duplicate_of.is_(None)).order_by(Feedback.id)
+                ).tuples().all())
         return Corpus(ids=np.array([r[0] for r in rows], dtype=np.int64), texts=[r[1] for r in rows],
-                      vectors=vectors if len(rows) else np.zeros((0, 1), dtype=np.float32))
+                      vectors=np.stack([from_bytes(r[2]) for r in rows]) if rows
+                      else np.zeros((0, 1), dtype=np.float32))
 
     def _themes(self, session: Session, statuses: tuple[str, ...] = MATCHABLE) -> list[Theme]:
         return list(session.scalars(
@@ -517,11 +535,16 @@ class Analyzer:
             theme.size = int(sizes.get(theme.id, 0))
 
     def _assignment_counts(self, session: Session) -> tuple[int, int]:
-        """(items taking part in theming, those of them with a theme)."""
-        base = (select(func.count()).select_from(Feedback).join(Embedding, _has_vector(self.embedder.name))
-                .where(Feedback.duplicate_of.is_(None)))
-        items = session.scalar(base) or 0
-        assigned = session.scalar(base.join(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)) or 0
+        """(items taking part in theming, those of them with a theme), in one pass.
+
+        The vector is only checked for (its key is enough), so the database never reads the vectors.
+        """
+        items, assigned = session.execute(
+            select(func.count(), func.count(ThemeAssignment.feedback_id)).select_from(Feedback)
+            .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
+            .where(Feedback.duplicate_of.is_(None),
+                   select(Embedding.content_hash).where(_has_vector(self.embedder.name)).exists())
+        ).one()
         return int(items), int(assigned)
 
     def _label(self, corpus: Corpus, only: set[int] | None = None) -> None:
@@ -564,21 +587,25 @@ class Analyzer:
         """``items`` (assigned to an active theme) and ``accounts`` in the input contract of :mod:`pipeline.stats`.
 
         Reading the corpus is most of the scores step on a large one, so the flags come out of the JSON in
-        the database (no document decoded per item) and the frame is built column by column.
+        the database (no document decoded per item) and the frame is built column by column from rows read
+        in small batches (see :data:`READ_BATCH`).
         """
         flags = [func.coalesce(Feedback.flags[flag].as_boolean(), False).label(flag) for flag in FLAGS]
-        result = session.execute(
+        columns = read_columns(session.connection().execute(
             select(Feedback.id.label("feedback_id"), ThemeAssignment.theme_id, Feedback.account_id,
-                   Feedback.occurred_at, Source.name.label("source"), Feedback.kind, Feedback.sentiment,
-                   Feedback.intent, *flags, Feedback.submitted_by)
+                   # Without the UTC decorator's call per row: SQLite's naive values are UTC, and pandas reads
+                   # them as such below.
+                   type_coerce(Feedback.occurred_at, DateTime()).label("occurred_at"),
+                   Source.name.label("source"), Feedback.kind, Feedback.sentiment, Feedback.intent, *flags,
+                   Feedback.submitted_by)
             .join(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
             .join(Theme, Theme.id == ThemeAssignment.theme_id)
             .join(Source, Source.id == Feedback.source_id)
             .where(Theme.status == "active")
-        )
-        names = list(result.keys())
-        rows = result.tuples().all()
-        columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else dict.fromkeys(names, ())
+            # Item order, the same on every backend, so the statistics' float sums are too. On SQLite it also
+            # makes the plan read the feedback table in order instead of jumping to each item of each theme.
+            .order_by(Feedback.id)
+        ))
         items = pd.DataFrame({
             "feedback_id": np.array(columns["feedback_id"], dtype=np.int64),
             "theme_id": np.array(columns["theme_id"], dtype=np.int64),
@@ -688,6 +715,20 @@ def save_weekly_stats(session: Session, weekly: pd.DataFrame) -> int:
     if rows:
         session.execute(ThemeStat.__table__.insert(), rows)
     return len(stale) + len(rows)
+
+
+def read_columns(result: Result[Any]) -> dict[str, list[Any]]:
+    """The values of ``result`` column by column, fetched :data:`READ_BATCH` rows at a time.
+
+    Returns:
+        One list per column name, in row order.
+    """
+    names = list(result.keys())
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for rows in result.partitions(READ_BATCH):
+        for name, values in zip(names, zip(*rows, strict=True), strict=True):
+            columns[name].extend(values)
+    return columns
 
 
 def new_unassigned(session: Session) -> int:

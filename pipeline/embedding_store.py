@@ -16,6 +16,9 @@ from pipeline.embedding import Embedder
 
 log = logging.getLogger(__name__)
 
+# Hashes per lookup, well under every backend's limit on bound parameters.
+LOOKUP_CHUNK = 5000
+
 
 def to_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
@@ -87,6 +90,22 @@ def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_s
     return done
 
 
+def find_vectors(session: Session, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+    """The stored ``model`` vectors of ``hashes``, looked up by key; a hash with no vector is left out.
+
+    A run mostly reads the vectors of a few new texts: looking them up costs a few rows each, where
+    filtering the model's every vector would read them all.
+    """
+    wanted = list(dict.fromkeys(hashes))
+    found: dict[str, bytes] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        found.update(session.execute(
+            select(Embedding.content_hash, Embedding.vector)
+            .where(Embedding.model == model, Embedding.content_hash.in_(wanted[start:start + LOOKUP_CHUNK]))
+        ).tuples().all())
+    return found
+
+
 def load_vectors(session: Session, model: str, hashes: Sequence[str]) -> np.ndarray:
     """Vectors for ``hashes`` in that order.
 
@@ -96,14 +115,8 @@ def load_vectors(session: Session, model: str, hashes: Sequence[str]) -> np.ndar
     Raises:
         KeyError: a hash has no stored vector for ``model``.
     """
-    wanted = set(hashes)
-    found: dict[str, bytes] = {}
-    for content_hash, blob in session.execute(
-        select(Embedding.content_hash, Embedding.vector).where(Embedding.model == model)
-    ).tuples():
-        if content_hash in wanted:
-            found[content_hash] = blob
-    missing = wanted - found.keys()
+    found = find_vectors(session, model, hashes)
+    missing = set(hashes) - found.keys()
     if missing:
         raise KeyError(f"{len(missing)} texts have no {model} vector yet; run the embedding step first")
     if not hashes:

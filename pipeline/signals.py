@@ -631,6 +631,17 @@ class SignalModel:
         """Returns: ``(n,)`` sentiment in [-1, 1]."""
         return self.sentiment.score(self.features(texts, embeddings))
 
+    def intent_and_sentiment(
+        self, texts: Sequence[str], embeddings: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_intent`` and ``score_sentiment`` from one computation of the features (the cues scan every text).
+
+        Returns:
+            ``(n,)`` intent labels and ``(n,)`` sentiment in [-1, 1].
+        """
+        X = self.features(texts, embeddings)
+        return self.intent.predict(X), self.sentiment.score(X)
+
     def signals(
         self,
         texts: Sequence[str],

@@ -15,6 +15,7 @@ from models.settings import Settings
 from models.tables import (
     Account,
     AnalysisRun,
+    Embedding,
     Feedback,
     Opportunity,
     Theme,
@@ -249,6 +250,34 @@ def test_old_noise_alone_does_not_recluster_the_pool(sessions, settings, demo) -
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(ThemeEvent).where(
             ThemeEvent.run_id == summary.run_id)) == 0
+
+
+def test_items_stored_after_the_embed_step_wait_for_the_next_run(sessions, settings, demo) -> None:
+    items = list(demo.items)
+    demo.items = items[:-40]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    demo.items = items[:-20]
+    load_demo(sessions, demo)
+    run = analyzer(sessions, settings)
+    summary = run.begin()
+    run.embed(summary)
+    run.signals(summary)
+    demo.items = items
+    load_demo(sessions, demo)  # a writer that went on while the run embedded: these items have no vector yet
+    run.themes(summary)
+    with sessions() as s:
+        corpus = s.scalar(select(func.count()).select_from(Feedback).where(Feedback.duplicate_of.is_(None)))
+        waiting = set(s.scalars(select(Feedback.id).where(
+            Feedback.duplicate_of.is_(None), ~select(Embedding.content_hash).where(
+                Embedding.content_hash == Feedback.content_hash, Embedding.model == run.embedder.name).exists())))
+    assert summary.kind == "incremental" and waiting
+    assert not waiting & assignments(sessions).keys()
+    assert summary.items == corpus - len(waiting) and summary.assigned == len(assignments(sessions))
+
+    after = analyzer(sessions, settings).run(now=NOW)
+    assert after.items == corpus and after.embedded > 0
+    assert after.assigned + after.unassigned == corpus
 
 
 def stored_scores(sessions, run_id: int) -> tuple[list[tuple], list[tuple], list[tuple]]:

@@ -340,6 +340,16 @@ def test_signal_model_from_seed_is_cached_and_reuses_embeddings(matcher: Competi
         first.signals(texts, kinds=["ticket"])
 
 
+def test_intent_and_sentiment_equal_the_two_separate_calls() -> None:
+    embedder = CountingEmbedder()
+    model = SignalModel.from_seed(embedder)
+    texts = ["How do I export to CSV?", "Love the new dashboard!", "The sync fails every night, fix it."]
+    vectors = embedder.encode(texts)
+    intents, sentiments = model.intent_and_sentiment(texts, vectors)
+    assert list(intents) == list(model.predict_intent(texts, vectors))
+    assert sentiments.tolist() == model.score_sentiment(texts, vectors).tolist()
+
+
 # ------------------------------------------------------------------------------------------ real model
 
 
