@@ -213,7 +213,8 @@ def fast_tokenizer(st):  # type: ignore[no-untyped-def]
     return backend
 
 
-def _encode_ids(backend, texts: list[str]) -> list[list[int]]:  # type: ignore[no-untyped-def]
+def token_ids(backend, texts: list[str]) -> list[list[int]]:  # type: ignore[no-untyped-def]
+    """Token ids of each text from a :func:`fast_tokenizer` (truncated like the model, no padding)."""
     # encode_batch_fast (tokenizers >= 0.21) skips the character offsets nobody here reads.
     encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
     return [e.ids for e in encode(texts)]
@@ -226,10 +227,10 @@ def _tokenized_chunks(backend, chunks: list[list[str]],  # type: ignore[no-untyp
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            yield from pool.map(lambda part: _encode_ids(backend, part), chunks)
+            yield from pool.map(lambda part: token_ids(backend, part), chunks)
     else:
         for part in chunks:
-            yield _encode_ids(backend, part)
+            yield token_ids(backend, part)
 
 
 def tokenize_parallel(st, texts: Sequence[str], *, workers: int = 1):  # type: ignore[no-untyped-def]

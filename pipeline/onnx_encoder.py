@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.embedding import embedding_dimension, fast_tokenizer, token_ids
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the exported graph's inputs or outputs change
@@ -112,12 +114,10 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Returns: ``(len(texts), dim)`` float32, rows of unit length, in input order."""
-        from pipeline.embedding import _encode_ids
-
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not len(texts):
             return out
-        ids = _encode_ids(self.tokenizer, [str(t) for t in texts])
+        ids = token_ids(self.tokenizer, [str(t) for t in texts])
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), self.batch_size):
@@ -138,8 +138,6 @@ def onnx_encoder(st: Any, *, threads: int, batch_size: int, cache_dir: Path | No
         OnnxUnavailable: onnxruntime is not installed, the model has no fast tokenizer, the cache
             folder cannot be written, or the exported graph does not reproduce the model's vectors.
     """
-    from pipeline.embedding import embedding_dimension, fast_tokenizer
-
     try:
         import onnxruntime as ort
     except ImportError as exc:
