@@ -205,7 +205,7 @@ def bench_app() -> Any:
     embedder = default_embedder(settings)  # what `groundswell serve` searches with
     embedder.encode(["warm up"])  # load the model before the first request
     return create_app(settings, embedder=embedder, job_runner=NoJobs(), note_rate=(1e6, 10**6), server_timing=True,
-                      warm_search=True, search_concurrency=int(os.environ.get("GS_BENCH_SEARCH_CONCURRENCY", "4")))
+                      warm_search=True, search_concurrency=int(os.environ.get("GS_BENCH_SEARCH_CONCURRENCY", "0")))
 
 
 def serve(url: str, model: str, port: int, cpus: str | None, workers: int = 1, torch_threads: int = 0) -> None:

@@ -147,3 +147,14 @@ def test_default_query_embedder_follows_the_settings(tmp_path: Any) -> None:
     assert (one_thread.threads, one_thread.runtime, one_thread.precision) == (1, "torch", "fp32")
     assert default_embedder(settings(torch_threads=3)).threads == 3  # type: ignore[attr-defined]
     assert isinstance(default_embedder(settings(embedding_model="hashing-32")), HashingEmbedder)
+
+
+def test_searches_at_once_default_to_the_cores(settings: Any, monkeypatch: Any) -> None:
+    import api.app
+    from api.app import create_app
+    from pipeline.embedding import HashingEmbedder
+
+    monkeypatch.setattr(api.app, "available_cores", lambda: 3)
+    assert create_app(settings, embedder=HashingEmbedder(8)).state.search_limiter.total_tokens == 3
+    pinned = create_app(settings, embedder=HashingEmbedder(8), search_concurrency=5)
+    assert pinned.state.search_limiter.total_tokens == 5
