@@ -227,8 +227,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         search_concurrency: searches run at once (in worker threads); the others wait their turn. 0: one
             per core. Ranking and reading hits is mostly Python, so more at once only trade the interpreter
             lock; a query's encode runs outside this limit and releases the lock. On 2 cores, 20 clients of
-            never-seen queries: p95 83-101 ms with 2 against 104-129 with 4 on SQLite, 126-146 against 133
-            on PostgreSQL (docs/benchmarks.md).
+            never-seen queries: p95 83-101 ms with 2 against 104-129 with 4 on SQLite, no different on
+            PostgreSQL (117-146 against 119-144 ms; docs/benchmarks.md).
         blas_threads: BLAS threads of this process (None leaves them be). Search multiplies a query by
             matrix slices of a few MB, many at once, one per request thread: a second BLAS thread only
             spins while it waits for work (a theme's slice costs 4x the CPU with two threads on two

@@ -134,7 +134,8 @@ def signals_as_interrupt() -> Iterator[None]:
     SIGINT gets the handler too, not Python's default: with the default one in place, ``asyncio.run``
     turns a first SIGINT into a cancellation of its main task, and a cancellation that arrives while the
     Prefect runner starts up can be absorbed by it, so the command went on serving after Ctrl-C (seen
-    once in 20-odd test runs under load). Raised from the handler, the interrupt leaves the event loop.
+    once, in a whole test run on a loaded machine). Raised from the handler, the interrupt leaves the
+    event loop.
     """
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
