@@ -220,6 +220,20 @@ def token_ids(backend, texts: list[str]) -> list[list[int]]:  # type: ignore[no-
     return [e.ids for e in encode(texts)]
 
 
+def padded_batch(ids: list[list[int]], lengths: np.ndarray, rows: np.ndarray,
+                 pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of ``rows`` padded to the longest of them, and the attention mask.
+
+    Returns: ``(len(rows), width)`` int64 input ids and the same shape of int64 mask (1 on real tokens).
+    """
+    width = max(1, int(lengths[rows].max()))
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for r, i in enumerate(rows):
+        input_ids[r, :lengths[i]] = ids[i]
+    mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+    return input_ids, mask
+
+
 def _tokenized_chunks(backend, chunks: list[list[str]],  # type: ignore[no-untyped-def]
                       workers: int) -> Iterator[list[list[int]]]:
     """Token ids of each chunk, in order; chunks are tokenized ahead on ``workers`` threads."""
@@ -286,10 +300,7 @@ def encode_pretokenized(st, texts: Sequence[str], *, workers: int = 1,  # type: 
             width = int(lengths[order[start]])
             size = max(1, min(max_batch, tokens_per_batch // max(1, width), len(order) - start))
             rows = order[start:start + size]
-            input_ids = np.full((size, width), pad_id, dtype=np.int64)
-            for r, i in enumerate(rows):
-                input_ids[r, :lengths[i]] = ids[i]
-            mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+            input_ids, mask = padded_batch(ids, lengths, rows, pad_id)
             features = {"input_ids": torch.from_numpy(input_ids).to(device, non_blocking=True),
                         "attention_mask": torch.from_numpy(mask).to(device, non_blocking=True)}
             emb = st.forward(features)["sentence_embedding"].float()

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.embedding import embedding_dimension, fast_tokenizer, token_ids
+from pipeline.embedding import embedding_dimension, fast_tokenizer, padded_batch, token_ids
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,7 @@ class OnnxEncoder:
         order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            width = max(1, int(lengths[rows].max()))
-            input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-            for r, i in enumerate(rows):
-                input_ids[r, :lengths[i]] = ids[i]
-            mask = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+            input_ids, mask = padded_batch(ids, lengths, rows, self.pad_id)
             out[rows] = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
         return out
 
