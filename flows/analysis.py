@@ -9,7 +9,6 @@ reached ``recluster_pool_size``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -19,33 +18,19 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.embedding import run_embed_batches, task_runner_setting
+from flows.embedding import ModelSpec, embedder_for, run_embed_batches, task_runner_setting
 from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, Theme, utcnow
 from pipeline.analysis import AnalysisSummary, Analyzer, new_unassigned, reap_abandoned_runs
-from pipeline.embedding import Embedder, make_embedder
-
-
-@functools.lru_cache(maxsize=4)
-def shared_embedder(model: str, *, device: str, batch_size: int, threads: int, precision: str,
-                    runtime: str = "auto") -> Embedder:
-    """One embedder per configuration and process, so a long-lived process loads its model once.
-
-    The API's job runner runs every analysis in the API process; a fresh embedder per run would load the
-    model again each time, which costs more than embedding an hour's new texts.
-    """
-    return make_embedder(model, device=device, batch_size=batch_size, threads=threads, precision=precision,
-                         runtime=runtime)
 
 
 def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer:
     """An Analyzer wired from settings: database (``engine``, or one from settings), embedding model, thresholds."""
     factory = make_session_factory(engine or engine_from_settings(settings))
-    embedder = shared_embedder(settings.embedding_model, device=settings.embedding_device,
-                               batch_size=settings.embedding_batch_size, threads=settings.torch_threads,
-                               precision=settings.embedding_precision, runtime=settings.embedding_runtime)
-    return Analyzer(factory, settings, embedder)
+    # One embedder per configuration and process: the API's job runner runs every analysis in the API
+    # process, and loading the model again per run would cost more than embedding an hour's new texts.
+    return Analyzer(factory, settings, embedder_for(ModelSpec.from_settings(settings)))
 
 
 @dataclass(frozen=True)
