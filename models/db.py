@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import Settings
+
+
+def json_loads(text: str | bytes) -> Any:
+    """Parse a stored JSON column: orjson (several times faster on the small documents stored here), or the
+    standard library for what orjson refuses and ``json.dumps`` may have written (NaN, Infinity, integers
+    beyond 64 bits, lone surrogates)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
@@ -22,6 +35,7 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) 
         engine = create_engine(
             url,
             echo=echo,
+            json_deserializer=json_loads,
             connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         )
 
@@ -46,7 +60,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) 
             conn.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, echo=echo, json_deserializer=json_loads, pool_pre_ping=True, pool_size=10,
+                         max_overflow=20)
 
 
 def engine_from_settings(settings: Settings) -> Engine:

@@ -1,10 +1,12 @@
 import datetime as dt
+import json
+import math
 
 import pytest
 from sqlalchemy import inspect, select
 
 from models import migrate
-from models.db import make_engine
+from models.db import json_loads, make_engine
 from models.tables import Account, Base, Feedback, Source
 
 
@@ -56,3 +58,27 @@ def test_sqlite_pragmas(tmp_path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1234
     engine.dispose()
+
+
+def test_json_loads_reads_what_orjson_refuses() -> None:
+    # orjson parses stored JSON columns; what json.dumps may write and orjson refuses falls back to json.
+    assert json_loads('{"a": [1, 2.5, "é"], "b": null}') == {"a": [1, 2.5, "é"], "b": None}
+    assert json_loads(b'{"x": true}') == {"x": True}
+    assert json_loads(json.dumps({"big": 2**70})) == {"big": 2**70}
+    assert math.isnan(json_loads(json.dumps([float("nan")]))[0])
+    assert json_loads(json.dumps([float("inf")])) == [float("inf")]
+    assert json_loads(json.dumps("\ud800")) == "\ud800"
+    with pytest.raises(json.JSONDecodeError):
+        json_loads("{not json")
+
+
+def test_json_columns_round_trip(sessions) -> None:
+    flags = {"big": 2**70, "text": "naïve 😀", "nested": {"list": [1, 2.5, None, True]}}
+    with sessions.begin() as session:
+        source = Source(name="s", kind="file")
+        session.add(source)
+        session.flush()
+        session.add(Feedback(source_id=source.id, external_id="1", kind="ticket", text="t", content_hash="h",
+                             occurred_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC), flags=flags, tags=["a", "b"]))
+    with sessions() as session:
+        assert session.execute(select(Feedback.flags, Feedback.tags)).one() == (flags, ["a", "b"])
