@@ -6,12 +6,14 @@ import base64
 import binascii
 import datetime as dt
 import functools
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, func, select
+from pydantic import TypeAdapter
+from sqlalchemy import ARRAY, BigInteger, Connection, Select, String, and_, any_, bindparam, func, select
 from sqlalchemy.orm import Session, defer
 
 from api.errors import InvalidInput, NotFound
@@ -174,15 +176,33 @@ _FEEDBACK_OUT_COLUMNS = (
 )
 
 
+def _ids_in(column: Any, dialect: str) -> Any:
+    """``column`` among the ids bound as ``ids``, in SQL whose text does not depend on how many there are.
+
+    An expanding ``IN`` is re-rendered for every call and is a new statement for every list length; an
+    array (PostgreSQL) or a JSON list (SQLite) is one parameter, so the statement is compiled and prepared
+    once.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    if dialect == "sqlite":
+        return column.in_(select(func.json_each(bindparam("ids", type_=String)).table_valued("value").c.value))
+    return column.in_(bindparam("ids", expanding=True))
+
+
+def _ids_param(ids: Sequence[int], dialect: str) -> Any:
+    return json.dumps(list(ids)) if dialect == "sqlite" else list(ids)
+
+
 @functools.cache
-def _feedback_outs_statement() -> Select[Any]:
-    # Built once, ids bound per call: composing this select costs more than running it.
+def _feedback_outs_statement(dialect: str) -> Select[Any]:
+    # Built once per dialect, ids bound per call: composing this select costs more than running it.
     return (select(*_FEEDBACK_OUT_COLUMNS, *_THEME_REF_COLUMNS)
             .join(Source, Source.id == Feedback.source_id)
             .outerjoin(Account, Account.id == Feedback.account_id)
             .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
             .outerjoin(Theme, Theme.id == ThemeAssignment.theme_id)
-            .where(Feedback.id.in_(bindparam("ids", expanding=True))))
+            .where(_ids_in(Feedback.id, dialect)))
 
 
 def feedback_outs_by_id(session: Session | Connection, feedback_ids: Sequence[int],
@@ -194,29 +214,34 @@ def feedback_outs_by_id(session: Session | Connection, feedback_ids: Sequence[in
     """
     if not feedback_ids:
         return {}
-    stmt = _feedback_outs_statement()
+    dialect = session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+    stmt = _feedback_outs_statement(dialect)
     if filters is not None and filters != FeedbackFilters():
         # The filters in a subquery of their own: FeedbackFilters.apply joins tables this select joins too.
-        passing = filters.apply(select(Feedback.id).where(Feedback.id.in_(bindparam("ids", expanding=True))))
+        passing = filters.apply(select(Feedback.id).where(_ids_in(Feedback.id, dialect)))
         stmt = stmt.where(Feedback.id.in_(passing.correlate(None)))
-    rows = session.execute(stmt, {"ids": list(feedback_ids)}).tuples().all()
+    rows = session.execute(stmt, {"ids": _ids_param(feedback_ids, dialect)}).tuples().all()
     n = len(_FEEDBACK_OUT_COLUMNS)
     refs = _theme_refs(session, [(row[0], row[n:]) for row in rows if row[n + 2] is not None])
-    out: dict[int, FeedbackOut] = {}
+    items: list[dict[str, Any]] = []
     for row in rows:
         (fid, source, external_id, kind, title, text, url, author_role, submitted_by, occurred_at, ingested_at,
          sentiment, intent, flags, competitors, tags, deal_stage, deal_amount,
          account_id, name, domain, segment, lifecycle, arr, open_pipeline) = row[:n]
-        account = None if account_id is None else AccountOut(
-            id=account_id, name=name, domain=domain, segment=segment, lifecycle=lifecycle, arr=arr or 0.0,
-            open_pipeline=open_pipeline or 0.0)
-        out[fid] = FeedbackOut(
-            id=fid, source=source, external_id=external_id, kind=kind, title=title, text=text, url=url,
-            account=account, author_role=author_role, submitted_by=submitted_by, occurred_at=occurred_at,
-            ingested_at=ingested_at, sentiment=sentiment, intent=intent, flags=flags or {},
-            competitors=competitors or [], tags=tags or [], deal_stage=deal_stage, deal_amount=deal_amount,
-            theme=refs.get(fid))
-    return out
+        account = None if account_id is None else {
+            "id": account_id, "name": name, "domain": domain, "segment": segment, "lifecycle": lifecycle,
+            "arr": arr or 0.0, "open_pipeline": open_pipeline or 0.0}
+        items.append({
+            "id": fid, "source": source, "external_id": external_id, "kind": kind, "title": title, "text": text,
+            "url": url, "account": account, "author_role": author_role, "submitted_by": submitted_by,
+            "occurred_at": occurred_at, "ingested_at": ingested_at, "sentiment": sentiment, "intent": intent,
+            "flags": flags or {}, "competitors": competitors or [], "tags": tags or [], "deal_stage": deal_stage,
+            "deal_amount": deal_amount, "theme": refs.get(fid)})
+    # One validation of all rows: building each model on its own costs a Python call per model.
+    return {out.id: out for out in _FEEDBACK_OUT_LIST.validate_python(items)}
+
+
+_FEEDBACK_OUT_LIST = TypeAdapter(list[FeedbackOut])
 
 
 def list_feedback(session: Session, filters: FeedbackFilters, *, cursor: str | None, limit: int) -> FeedbackPage:

@@ -249,3 +249,32 @@ def test_search_rows_read_as_columns_serialise_like_the_orm_feedback_schema(worl
         fast = {i: out.model_dump_json() for i, out in feedback_outs_by_id(session, [i.id for i in items]).items()}
     assert fast == validated
     assert any('"theme":{' in body for body in fast.values())
+
+
+def test_search_rows_are_one_statement_whatever_the_number_of_ids(world: World, sessions: Any, engine: Any) -> None:
+    # The ids travel as one parameter (an array, or a JSON list on SQLite), so the statement is compiled
+    # and prepared once instead of once per list length, and filters still apply in SQL.
+    from sqlalchemy import event
+
+    from api.queries import feedback_outs_by_id
+
+    statements: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with sessions() as session:
+        items = list(session.scalars(select(Feedback).order_by(Feedback.id)))
+        ids = [i.id for i in items]
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            one = feedback_outs_by_id(session, ids[:1])
+            every = feedback_outs_by_id(session, [*ids, 10**12])  # an id that does not exist is skipped
+            account = next(i.account_id for i in items if i.account_id is not None)
+            filtered = feedback_outs_by_id(session, ids, FeedbackFilters(account=account))
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+    assert list(one) == ids[:1] and sorted(every) == sorted(ids)
+    assert sorted(filtered) == sorted(i.id for i in items if i.account_id == account) and len(filtered) < len(ids)
+    main = [s for s in statements if "external_id" in s]
+    assert len(main) == 3 and main[0] == main[1]
