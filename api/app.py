@@ -262,7 +262,9 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.query_embedder = QueryEmbedder(app.state.embedder)
     app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
     app.state.vector_index = VectorIndex(app.state.read_sessions)
-    app.state.search_limiter = anyio.CapacityLimiter(search_concurrency or available_cores())
+    slots = search_concurrency or available_cores()
+    app.state.search_slots = threading.BoundedSemaphore(slots)  # held while a search ranks and reads
+    app.state.search_limiter = anyio.CapacityLimiter(slots)  # threads given to searches of cached queries
     app.state.list_cache = ListCache(app.state.read_sessions)
     app.state.note_limiter = RateLimiter(rate=note_rate[0], burst=note_rate[1])
     app.state.login_limiter = RateLimiter(rate=login_rate[0], burst=login_rate[1])

@@ -158,3 +158,42 @@ def test_searches_at_once_default_to_the_cores(settings: Any, monkeypatch: Any) 
     assert create_app(settings, embedder=HashingEmbedder(8)).state.search_limiter.total_tokens == 3
     pinned = create_app(settings, embedder=HashingEmbedder(8), search_concurrency=5)
     assert pinned.state.search_limiter.total_tokens == 5
+
+
+def test_searches_rank_no_more_at_once_than_the_slots(settings: Any, engine: Any, embedder: Any, world: World,
+                                                      keys: dict[str, str]) -> None:
+    # New queries search in the thread that encoded them and cached ones in the limiter's threads: either
+    # way a search ranks and reads only while it holds one of the slots.
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.app import create_app
+
+    app = create_app(settings, embedder=embedder, search_concurrency=2)
+    inner = app.state.vector_index.search
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def search(*args: Any, **kw: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.02)  # long enough for the others to pile up
+            return inner(*args, **kw)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    app.state.vector_index.search = search
+    headers = {"Authorization": f"Bearer {keys['pm']}"}
+    with TestClient(app) as client:
+        assert client.get("/v1/search", params={"q": "excel"}, headers=headers).status_code == 200  # now cached
+
+        def one(i: int) -> int:
+            q = "excel" if i % 2 else f"excel export {i}"
+            return client.get("/v1/search", params={"q": q}, headers=headers).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(one, range(24))) == [200] * 24
+    assert most[0] == 2
