@@ -10,8 +10,9 @@ embedder by default, for speed): themes, assignments, weekly stats and opportuni
 analysis's own. The analysed SQLite database is cached under ``var/bench`` and copied (row for row) into
 PostgreSQL for that backend.
 
-The server is ``uvicorn`` in its own process (``--workers`` processes, one by default; h11, asyncio loop,
-no access log) built by :func:`create_app` with ``--search-model`` as the configured embedder, so search
+The server is ``uvicorn`` in its own process (``--workers`` processes, one by default; its HTTP parser
+and event loop chosen as ``groundswell serve`` has them, httptools and uvloop when installed, or as
+``GS_BENCH_HTTP`` and ``GS_BENCH_LOOP`` say, e.g. ``h11`` and ``asyncio``; no access log) built by :func:`create_app` with ``--search-model`` as the configured embedder, so search
 embeds each query with that model, and with ``warm_search`` as ``groundswell serve`` has it; the load
 starts once the server's processes are idle (warmed up). Search compares the query with stored vectors of
 the same model; when the database holds none for it (a real sentence-transformers model over 100k texts
@@ -216,7 +217,8 @@ def serve(url: str, model: str, port: int, cpus: str | None, workers: int = 1, t
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     os.environ.update(GS_BENCH_URL=url, GS_BENCH_MODEL=model, GS_BENCH_TORCH_THREADS=str(torch_threads))
     uvicorn.run("benchmarks.api_latency:bench_app", factory=True, host="127.0.0.1", port=port, workers=workers,
-                http="h11", loop="asyncio", access_log=False, log_level="warning", backlog=4096,
+                http=os.environ.get("GS_BENCH_HTTP", "auto"), loop=os.environ.get("GS_BENCH_LOOP", "auto"),
+                access_log=False, log_level="warning", backlog=4096,
                 timeout_keep_alive=120)
 
 
