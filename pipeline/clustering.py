@@ -9,7 +9,12 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
 4. **Refine** each candidate cut with Lloyd (k-means) iterations started from the cut's centroids.
 5. **Choose k** by the cosine silhouette of each refined candidate on the *raw* (unsmoothed) rows, with a
    parsimony rule: the smallest k whose silhouette is within ``k_tolerance`` (relative) of the best,
-   or a coarser k where the silhouette curve peaks within ``peak_tolerance`` of the best.
+   or a coarser k where the silhouette curve has a prominent peak (a valley of at least ``k_tolerance``
+   before it rises again) that trails the best by at most ``peak_tolerance`` per halving of k. Tiny tight
+   clusters (templates, near-identical phrasings) score high silhouettes, so a curve often rises again
+   past the theme level; a slack that grows with log(k_best / k) keeps a clear theme level from losing
+   to a level with ten times more clusters by a few thousandths, while close competitors still need to
+   be close.
    Scoring the partition that would be returned, on the data itself, avoids the bias of scoring the
    smoothed rows, whose silhouette is inflated for clusters about ``n_neighbors`` in size. Silhouette
    alone tends to over-split; parsimony is the usual "simplest model close to the best" choice and is
@@ -136,27 +141,50 @@ def cosine_silhouette(X: np.ndarray, labels: np.ndarray, rows: np.ndarray | None
     return float(s.mean())
 
 
-def choose_theme_count(scores: dict[int, float], *, tolerance: float = 0.05, peak_tolerance: float = 0.10) -> int:
+def _prominence(scores: dict[int, float], k: int) -> float:
+    """How far the curve falls after ``k`` before it climbs above ``scores[k]`` again (or ends).
+
+    The topographic prominence, one-sided toward finer counts: a real level is separated from the next
+    higher one by a valley, however many grid points the valley spans, while a wiggle is not.
+    """
+    low = scores[k]
+    for finer in sorted(f for f in scores if f > k):
+        if scores[finer] > scores[k]:
+            break
+        low = min(low, scores[finer])
+    return scores[k] - low
+
+
+def choose_theme_count(scores: dict[int, float], *, tolerance: float = 0.05, peak_tolerance: float = 0.04) -> int:
     """The number of themes to keep, given a silhouette score per candidate count.
 
     Parsimony first: the smallest count within ``tolerance`` (relative) of the best score. But silhouette
     curves of feedback are often two-humped: a peak at the level of themes, then a rise again at the level
-    of near-identical phrasings (templates, copy-pasted replies), which can edge ahead. A count where the
-    curve peaks (higher than the previous candidate, and above the next by at least the ``tolerance`` slack)
-    within ``peak_tolerance`` of the best is such a natural coarser level, and wins over a finer count that
-    merely scores a little higher.
+    of near-identical phrasings (templates, auto-replies, copy-pasted text), which can edge ahead because
+    tiny tight clusters score high silhouettes. A coarser count is preferred to the best when it is
+
+    * a peak: higher than the previous candidate;
+    * a real level, not a wiggle: its prominence (the valley before the curve rises above it again) is at
+      least the ``tolerance`` slack;
+    * close enough for its scale: it trails the best by at most ``peak_tolerance`` (relative) per halving
+      of the theme count. A flat slack would let a few thousandths of silhouette decide between 23 themes
+      and 270; silhouette drifts up with k as clusters shrink, so the slack grows with ``log2(k_best / k)``
+      instead, and a level with ten times fewer themes may trail by about 13%, one with 1.5 times fewer
+      by about 2%.
+
+    The smallest such peak wins; without one, the parsimony choice stands.
     """
     if not scores:
         raise ValueError("no candidate theme counts were scored")
     ks = sorted(scores)
-    best = max(scores.values())
+    best_k = max(ks, key=lambda k: scores[k])
+    best = scores[best_k]
     chosen = min(k for k in ks if scores[k] >= best - tolerance * abs(best))
-    for left, k, right in zip(ks, ks[1:], ks[2:], strict=False):
+    for left, k in zip(ks, ks[1:], strict=False):
         if k >= chosen:
             break
-        # A real level, not a wiggle: it drops clearly (by the parsimony slack) before the curve rises again.
-        prominent = scores[k] - scores[right] >= tolerance * abs(best)
-        if scores[k] > scores[left] and prominent and scores[k] >= best - peak_tolerance * abs(best):
+        slack = peak_tolerance * float(np.log2(best_k / k)) * abs(best)
+        if scores[k] > scores[left] and _prominence(scores, k) >= tolerance * abs(best) and scores[k] >= best - slack:
             return k
     return chosen
 
@@ -169,8 +197,10 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
         n_neighbors: neighbours averaged when smoothing the discovery sample.
         k_tolerance: relative silhouette slack (scored on the raw rows); the smallest k within it of the
             best k is chosen.
-        peak_tolerance: a coarser level that is a local silhouette peak within this relative slack of the
-            best is preferred to the choice above (see :func:`choose_theme_count`).
+        peak_tolerance: relative silhouette slack per halving of the theme count: a coarser level (a
+            prominent local peak) that trails the best by at most this much per halving is preferred to the
+            choice above, so template-level clusters do not win by sheer tightness (see
+            :func:`choose_theme_count`).
         outlier_fence: Tukey fence multiplier on each theme's similarity IQR; lower leaves more unassigned.
         max_hierarchy_size: at most this many items (sampled) build the tree that picks the themes.
         refine_iter: Lloyd iterations after the cut.
@@ -185,7 +215,7 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
     """
 
     def __init__(self, *, min_theme_size: int = 5, n_neighbors: int = 15, k_tolerance: float = 0.05,
-                 peak_tolerance: float = 0.10, outlier_fence: float = 3.0, max_hierarchy_size: int = 6000,
+                 peak_tolerance: float = 0.04, outlier_fence: float = 3.0, max_hierarchy_size: int = 6000,
                  refine_iter: int = 10,
                  seed: int = 42) -> None:
         self.min_theme_size = min_theme_size
