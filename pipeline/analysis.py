@@ -112,11 +112,12 @@ class AnalysisSummary:
 
 @dataclass
 class Corpus:
-    """The items that take part in theming, in feedback-id order, with their vectors."""
+    """The items that take part in theming, in feedback-id order, with their vectors or their keys."""
 
     ids: np.ndarray  # (n,) int64 feedback ids
     texts: list[str]
-    vectors: np.ndarray  # (n, d) float32 unit rows
+    vectors: np.ndarray  # (n, d) float32 unit rows; (n, 0) when read without them
+    hashes: list[str] = field(default_factory=list)  # content hashes, when read without the vectors
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -205,8 +206,8 @@ class Analyzer:
                 sizes = dict(session.execute(select(Theme.id, Theme.size)).tuples().all())
             stale = born | {tid for tid, added in grown.items()
                             if added >= RELABEL_GROWTH * max(1, sizes.get(tid, 0))}
-            if stale:
-                self._label(self._load_corpus(), only=stale)
+            if stale:  # every text (c-TF-IDF weighs each theme against all), the stale themes' vectors only
+                self._label(self._load_corpus(with_vectors=False), only=stale)
         with self.factory() as session:
             summary.items, summary.assigned = self._assignment_counts(session)
             summary.unassigned = summary.items - summary.assigned
@@ -295,9 +296,9 @@ class Analyzer:
             done += len(chunk)
         return done
 
-    def _load_corpus(self, *, unassigned_only: bool = False) -> Corpus:
+    def _load_corpus(self, *, unassigned_only: bool = False, with_vectors: bool = True) -> Corpus:
         """Items that take part in theming (not duplicates, with a vector); only those with no theme when
-        ``unassigned_only``.
+        ``unassigned_only``; with their content hashes instead of their vectors unless ``with_vectors``.
 
         The whole corpus comes with its vectors in one join. The unassigned items are a few among many, so
         they are found without touching the vectors (a join would have the database read every vector of the
@@ -313,6 +314,15 @@ class Analyzer:
                 ).tuples().all()
                 found = find_vectors(session, self.embedder.name, [h for _, _, h in items])
                 rows = [(fid, text, found[h]) for fid, text, h in items if h in found]
+            elif not with_vectors:
+                keys = session.execute(
+                    select(Feedback.id, Feedback.text, Feedback.content_hash)
+                    .where(Feedback.duplicate_of.is_(None),
+                           select(Embedding.content_hash).where(_has_vector(self.embedder.name)).exists())
+                    .order_by(Feedback.id)
+                ).tuples().all()
+                return Corpus(ids=np.array([r[0] for r in keys], dtype=np.int64), texts=[r[1] for r in keys],
+                              vectors=np.zeros((len(keys), 0), dtype=np.float32), hashes=[r[2] for r in keys])
             else:
                 rows = list(session.execute(
                     select(Feedback.id, Feedback.text, Embedding.vector)
@@ -568,20 +578,30 @@ class Analyzer:
                 present = [tid for tid in present if tid in only]
                 if not present:
                     return
+            # Centroids and quotes need the vectors of the labelled themes' members only.
+            members = np.flatnonzero(np.isin(labels, present))
+            if corpus.vectors.shape[1] == 0:  # read without vectors: look those members' up by key
+                found = find_vectors(session, self.embedder.name, [corpus.hashes[i] for i in members.tolist()])
+                members = np.array([i for i in members.tolist() if corpus.hashes[i] in found], dtype=np.int64)
+                vectors = np.stack([from_bytes(found[corpus.hashes[i]]) for i in members.tolist()])
+            else:
+                vectors = corpus.vectors[members]
+            member_labels = labels[members]
+            present = [tid for tid in present if np.any(member_labels == tid)]  # a vector gone since the read
             centroid_rows = []
             for tid in present:
-                members = corpus.vectors[labels == tid]
-                c = members.mean(axis=0)
+                c = vectors[member_labels == tid].mean(axis=0)
                 centroid_rows.append(c / (np.linalg.norm(c) or 1.0))
             # Quotes use positions 0..k-1; map theme ids to positions and back.
             pos = {tid: p for p, tid in enumerate(present)}
-            pos_labels = np.array([pos.get(int(lab), -1) for lab in labels], dtype=np.int64)
-            quotes = representative_quotes(corpus.vectors, pos_labels, np.stack(centroid_rows), corpus.texts, n=5)
+            pos_labels = np.array([pos[int(lab)] for lab in member_labels], dtype=np.int64)
+            quotes = representative_quotes(vectors, pos_labels, np.stack(centroid_rows),
+                                           [corpus.texts[i] for i in members.tolist()], n=5)
             for tid in present:
                 theme = themes[tid]
                 theme.label = labeler.labels_.get(tid, theme.label) or f"Theme {tid}"
                 theme.keywords = list(labeler.keywords_.get(tid, []))
-                theme.quotes = [int(corpus.ids[i]) for i in quotes.get(pos[tid], [])]
+                theme.quotes = [int(corpus.ids[members[i]]) for i in quotes.get(pos[tid], [])]
 
     def _frames(self, session: Session) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``items`` (assigned to an active theme) and ``accounts`` in the input contract of :mod:`pipeline.stats`.

@@ -221,6 +221,42 @@ def test_incremental_run_relabels_only_themes_that_grew(sessions, settings, demo
     assert summary.assigned == len(after)
 
 
+def test_incremental_relabel_reads_vectors_of_the_relabelled_themes_only_and_labels_alike(
+        sessions, settings, demo, monkeypatch) -> None:
+    # The relabel reads every text (c-TF-IDF) but only the stale themes' vectors, looked up by key; its
+    # labels, keywords and quotes are what labelling from the whole corpus with its vectors gives.
+    monkeypatch.setattr("pipeline.analysis.RELABEL_GROWTH", 0.01)
+    items = list(demo.items)
+    demo.items = items[:-30]
+    load_demo(sessions, demo)
+    analyzer(sessions, settings).run(now=NOW)
+    with sessions.begin() as s:
+        for theme in s.scalars(select(Theme)):
+            theme.label, theme.keywords, theme.quotes = f"stale {theme.id}", [], []
+    demo.items = items
+    load_demo(sessions, demo)
+    az = analyzer(sessions, settings)
+    reads: list[dict[str, bool]] = []
+    load = Analyzer._load_corpus
+    monkeypatch.setattr(Analyzer, "_load_corpus", lambda self, **kw: reads.append(kw) or load(self, **kw))
+    az.run(now=NOW)
+    assert reads == [{"unassigned_only": True}, {"with_vectors": False}]  # never every vector
+    monkeypatch.setattr(Analyzer, "_load_corpus", load)
+
+    def labelled() -> dict[int, tuple[str, list[str], list[int]]]:
+        with sessions() as s:
+            return {t.id: (t.label, t.keywords, t.quotes) for t in s.scalars(select(Theme))
+                    if not t.label.startswith("stale ")}
+
+    relabelled = labelled()
+    assert relabelled and all(quotes for _, _, quotes in relabelled.values())
+    with sessions.begin() as s:
+        for theme in s.scalars(select(Theme).where(Theme.id.in_(relabelled))):
+            theme.label, theme.keywords, theme.quotes = f"stale {theme.id}", [], []
+    az._label(az._load_corpus(), only=set(relabelled))  # every vector in memory, as before
+    assert labelled() == relabelled
+
+
 def test_themes_born_from_the_pool_are_labelled(sessions, settings, demo) -> None:
     # One planted theme arrives only after the first analysis: its items form a theme of their own.
     late = Counter(demo.truth.values()).most_common(1)[0][0]
