@@ -10,16 +10,17 @@ embedder by default, for speed): themes, assignments, weekly stats and opportuni
 analysis's own. The analysed SQLite database is cached under ``var/bench`` and copied (row for row) into
 PostgreSQL for that backend.
 
-The server is ``uvicorn`` in its own process (``--workers`` processes, one by default; its HTTP parser
-and event loop chosen as ``groundswell serve`` has them, httptools and uvloop when installed, or as
-``GS_BENCH_HTTP`` and ``GS_BENCH_LOOP`` say, e.g. ``h11`` and ``asyncio``; no access log) built by :func:`create_app` with ``--search-model`` as the configured embedder, so search
-embeds each query with that model, and with ``warm_search`` as ``groundswell serve`` has it; the load
-starts once the server's processes are idle (warmed up). Search compares the query with stored vectors of
-the same model; when the database holds none for it (a real sentence-transformers model over 100k texts
-takes too long to embed here), the ``--build-model`` vectors are stored again under the search model's
-name: the vectors and the query embedding then cost what they would in production, though the hits mean
-nothing. ``--recall N`` measures what the approximate search costs in hits, with the build model's own
-vectors and queries, where nearest neighbours mean something.
+The server is ``uvicorn`` in its own process (``--workers`` processes, one by default; its HTTP parser and
+event loop chosen as ``groundswell serve`` has them, httptools and uvloop when installed, or as
+``GS_BENCH_HTTP`` and ``GS_BENCH_LOOP`` say, e.g. ``h11`` and ``asyncio``; no access log) built by
+:func:`create_app` with ``--search-model`` as the configured embedder, so search embeds each query with
+that model, and with ``warm_search`` as ``groundswell serve`` has it; the load starts once the server's
+processes are idle (warmed up). Search compares the query with stored vectors of the same model; when the
+database holds none for it (a real sentence-transformers model over 100k texts takes too long to embed
+here), the ``--build-model`` vectors are stored again under the search model's name: the vectors and the
+query embedding then cost what they would in production, though the hits mean nothing. ``--recall N``
+measures what the approximate search costs in hits, with the build model's own vectors and queries, where
+nearest neighbours mean something.
 
 The load is closed-loop: each of ``--clients`` clients (its own keep-alive connection, in one asyncio
 process apart from the server) sends its next request when the last one is answered, so with more clients
