@@ -78,19 +78,26 @@ def db_current(ctx: typer.Context) -> None:
 @demo_app.command("load")
 def demo_load(
     ctx: typer.Context,
-    weeks: int = typer.Option(16, min=4, max=260, help="Weeks of history ending now."),
+    weeks: int = typer.Option(16, min=4, max=260, help="Weeks of history ending at the start of this hour."),
     accounts: int = typer.Option(150, min=10, max=100_000, help="Number of accounts."),
     seed: int = typer.Option(7, help="Random seed; the same seed gives the same data."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Load generated demo feedback (tickets, chats, call notes, field notes) and accounts."""
+    """Load generated demo feedback (tickets, chats, call notes, field notes) and accounts.
+
+    The history ends at the start of the current hour: the generator places the current week's items by
+    where ``now`` falls, so loading again within the hour changes nothing.
+    """
+    import datetime as dt
+
     from ingest.demo import generate_demo
     from ingest.demo_loader import load_demo
     from models import migrate
 
     rt = runtime(ctx)
     migrate.upgrade(rt.engine)
-    data = generate_demo(weeks=weeks, accounts=accounts, seed=seed)
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    data = generate_demo(weeks=weeks, accounts=accounts, seed=seed, now=hour)
     with progress_bar("loading demo feedback", len(data.items)) as advance:
         results = load_demo(rt.sessions, data, redact_pii=rt.settings.redact_pii, progress=advance)
     rows = [{"source": name, **stats.as_dict()} for name, stats in results.items()]

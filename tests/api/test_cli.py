@@ -46,14 +46,41 @@ def test_bad_setting_fails_with_a_one_line_reason(monkeypatch) -> None:
     assert "momentum_window_weeks" in result.output
 
 
+def test_demo_load_ends_its_history_at_the_start_of_the_hour(tmp_path: Path, monkeypatch) -> None:
+    # The current week's items are placed by where `now` falls; to the second, two loads a second apart
+    # could differ (30 records did at 00:10 on a Friday), and the second load would update them.
+    import datetime as dt
+
+    import ingest.demo
+
+    seen: list[dt.datetime] = []
+    real = ingest.demo.generate_demo
+    monkeypatch.setattr(ingest.demo, "generate_demo", lambda **kw: seen.append(kw["now"]) or real(**kw))
+    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
+    before = dt.datetime.now(dt.UTC)
+    result = CliRunner().invoke(app, ["demo", "load", "--weeks", "4", "--accounts", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    (now,) = seen
+    assert (now.minute, now.second, now.microsecond) == (0, 0, 0) and now.tzinfo is not None
+    assert before - dt.timedelta(hours=1) < now <= before
+
+
 def test_demo_load_is_deterministic_and_idempotent(tmp_path: Path, monkeypatch) -> None:
+    import datetime as dt
     import json
 
-    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
-    first = CliRunner().invoke(app, ["demo", "load", "--weeks", "16", "--seed", "3", "--json"])
-    assert first.exit_code == 0, first.output
-    rows = json.loads(first.output.strip().splitlines()[-1])
-    assert sum(r["inserted"] for r in rows) >= 3000
-    again = CliRunner().invoke(app, ["demo", "load", "--weeks", "16", "--seed", "3", "--json"])
+    def hour() -> dt.datetime:
+        return dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+    for attempt in range(2):  # history ends at the start of the hour: two loads across its turn may differ
+        monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", f"sqlite:///{tmp_path / f'demo{attempt}.db'}")
+        started = hour()
+        first = CliRunner().invoke(app, ["demo", "load", "--weeks", "16", "--seed", "3", "--json"])
+        assert first.exit_code == 0, first.output
+        rows = json.loads(first.output.strip().splitlines()[-1])
+        assert sum(r["inserted"] for r in rows) >= 3000
+        again = CliRunner().invoke(app, ["demo", "load", "--weeks", "16", "--seed", "3", "--json"])
+        if hour() == started:
+            break
     rows = json.loads(again.output.strip().splitlines()[-1])
     assert sum(r["inserted"] for r in rows) == 0 and sum(r["updated"] for r in rows) == 0
