@@ -186,18 +186,24 @@ def test_crash_mid_run_then_rerun_equals_clean_run(sessions, settings, demo, mon
         label for label, _ in crashed_then_rerun[1].values())
 
 
-@pytest.mark.parametrize("growth", [RELABEL_GROWTH, 0.01])
-def test_incremental_run_relabels_only_themes_that_grew(sessions, settings, demo, growth, monkeypatch) -> None:
-    monkeypatch.setattr("pipeline.analysis.RELABEL_GROWTH", growth)
+def analyse_all_but_the_last(sessions, settings: Settings, demo, n: int) -> None:
+    """Analyse the demo without its last ``n`` items, mark every theme's label, keywords and quotes stale,
+    then store those items, not yet analysed."""
     items = list(demo.items)
-    demo.items = items[:-30]
+    demo.items = items[:-n]
     load_demo(sessions, demo)
     analyzer(sessions, settings).run(now=NOW)
     with sessions.begin() as s:
         for theme in s.scalars(select(Theme)):
-            theme.label = f"stale {theme.id}"
+            theme.label, theme.keywords, theme.quotes = f"stale {theme.id}", [], []
     demo.items = items
     load_demo(sessions, demo)
+
+
+@pytest.mark.parametrize("growth", [RELABEL_GROWTH, 0.01])
+def test_incremental_run_relabels_only_themes_that_grew(sessions, settings, demo, growth, monkeypatch) -> None:
+    monkeypatch.setattr("pipeline.analysis.RELABEL_GROWTH", growth)
+    analyse_all_but_the_last(sessions, settings, demo, 30)
     before = assignments(sessions)
     summary = analyzer(sessions, settings).run(now=NOW)
     assert summary.kind == "incremental"
@@ -226,15 +232,7 @@ def test_incremental_relabel_reads_vectors_of_the_relabelled_themes_only_and_lab
     # The relabel reads every text (c-TF-IDF) but only the stale themes' vectors, looked up by key; its
     # labels, keywords and quotes are what labelling from the whole corpus with its vectors gives.
     monkeypatch.setattr("pipeline.analysis.RELABEL_GROWTH", 0.01)
-    items = list(demo.items)
-    demo.items = items[:-30]
-    load_demo(sessions, demo)
-    analyzer(sessions, settings).run(now=NOW)
-    with sessions.begin() as s:
-        for theme in s.scalars(select(Theme)):
-            theme.label, theme.keywords, theme.quotes = f"stale {theme.id}", [], []
-    demo.items = items
-    load_demo(sessions, demo)
+    analyse_all_but_the_last(sessions, settings, demo, 30)
     az = analyzer(sessions, settings)
     reads: list[dict[str, bool]] = []
     load = Analyzer._load_corpus
