@@ -201,9 +201,7 @@ class Analyzer:
             self._full(corpus, summary)
             self._label(corpus)
         else:
-            grown, born = self._incremental(self._load_corpus(unassigned_only=True), summary)
-            with self.factory() as session:
-                sizes = dict(session.execute(select(Theme.id, Theme.size)).tuples().all())
+            grown, born, sizes = self._incremental(self._load_corpus(unassigned_only=True), summary)
             stale = born | {tid for tid, added in grown.items()
                             if added >= RELABEL_GROWTH * max(1, sizes.get(tid, 0))}
             if stale:  # every text (c-TF-IDF weighs each theme against all), the stale themes' vectors only
@@ -462,17 +460,19 @@ class Analyzer:
                 detail["reason"] = "no items left after re-clustering"
             session.add(ThemeEvent(theme_id=theme_id, kind=event.kind, run_id=run_id, detail=detail))
 
-    def _incremental(self, pool: Corpus, summary: AnalysisSummary) -> tuple[dict[int, int], set[int]]:
+    def _incremental(self, pool: Corpus,
+                     summary: AnalysisSummary) -> tuple[dict[int, int], set[int], dict[int, int]]:
         """Assign the unassigned items (``pool``) to themes; cluster the rest when enough new ones wait.
 
-        Returns: items added per existing theme id, and the ids of the themes born in this run.
+        Returns: items added per existing theme id, the ids of the themes born in this run, and every theme's
+        size after it (empty when nothing was assigned).
         """
         added: dict[int, int] = {}
         born: set[int] = set()
         with session_scope(self.factory) as session:
             themes = self._themes(session, ("active",))
             if not themes or len(pool) == 0:
-                return added, born
+                return added, born, {}
             corpus = pool
             pool_idx = np.arange(len(pool), dtype=np.int64)
             centroids = np.stack([from_bytes(t.centroid) for t in themes])
@@ -493,8 +493,8 @@ class Analyzer:
                 joined, born = self._cluster_pool(session, corpus, rest, themes, summary)
                 for tid, n in joined.items():
                     added[tid] = added.get(tid, 0) + n
-            self._refresh_sizes(session)
-        return added, born
+            sizes = self._refresh_sizes(session)
+        return added, born, sizes
 
     def _cluster_pool(self, session: Session, corpus: Corpus, pool_idx: np.ndarray, themes: list[Theme],
                       summary: AnalysisSummary) -> tuple[dict[int, int], set[int]]:
@@ -538,11 +538,14 @@ class Analyzer:
         return added, born
 
     @staticmethod
-    def _refresh_sizes(session: Session) -> None:
+    def _refresh_sizes(session: Session) -> dict[int, int]:
+        """Store every theme's size (its assigned items). Returns: theme id -> size."""
         sizes = dict(session.execute(
             select(ThemeAssignment.theme_id, func.count()).group_by(ThemeAssignment.theme_id)).tuples().all())
+        out = {}
         for theme in session.scalars(select(Theme)):
-            theme.size = int(sizes.get(theme.id, 0))
+            theme.size = out[theme.id] = int(sizes.get(theme.id, 0))
+        return out
 
     def _assignment_counts(self, session: Session) -> tuple[int, int]:
         """(items taking part in theming, those of them with a theme), in one pass.
