@@ -316,7 +316,7 @@ class Analyzer:
                 keys = session.execute(
                     select(Feedback.id, Feedback.text, Feedback.content_hash)
                     .where(Feedback.duplicate_of.is_(None),
-                           select(Embedding.content_hash).where(_has_vector(self.embedder.name)).exists())
+                           _vector_stored(self.embedder.name))
                     .order_by(Feedback.id)
                 ).tuples().all()
                 return Corpus(ids=np.array([r[0] for r in keys], dtype=np.int64), texts=[r[1] for r in keys],
@@ -556,7 +556,7 @@ class Analyzer:
             select(func.count(), func.count(ThemeAssignment.feedback_id)).select_from(Feedback)
             .outerjoin(ThemeAssignment, ThemeAssignment.feedback_id == Feedback.id)
             .where(Feedback.duplicate_of.is_(None),
-                   select(Embedding.content_hash).where(_has_vector(self.embedder.name)).exists())
+                   _vector_stored(self.embedder.name))
         ).one()
         return int(items), int(assigned)
 
@@ -774,6 +774,11 @@ def _has_vector(model: str) -> ColumnElement[bool]:
     """Join condition of feedback to its vector. Items stored (or edited) after the embed step have none yet:
     concurrent writers never stop a run, and those items keep ``needs_analysis`` for the next one."""
     return (Embedding.content_hash == Feedback.content_hash) & (Embedding.model == model)
+
+
+def _vector_stored(model: str) -> ColumnElement[bool]:
+    """The feedback row's text has a ``model`` vector; only its key is checked, the vector is never read."""
+    return select(Embedding.content_hash).where(_has_vector(model)).exists()
 
 
 def _member_centroids(X: np.ndarray, labels: np.ndarray, fallback: np.ndarray) -> np.ndarray:
