@@ -183,11 +183,9 @@ def _ids_in(column: Any, dialect: str) -> Any:
     array (PostgreSQL) or a JSON list (SQLite) is one parameter, so the statement is compiled and prepared
     once.
     """
-    if dialect == "postgresql":
-        return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))
     if dialect == "sqlite":
         return column.in_(select(func.json_each(bindparam("ids", type_=String)).table_valued("value").c.value))
-    return column.in_(bindparam("ids", expanding=True))
+    return column == any_(bindparam("ids", type_=ARRAY(BigInteger)))  # PostgreSQL, the other backend
 
 
 def _ids_param(ids: Sequence[int], dialect: str) -> Any:
