@@ -50,13 +50,12 @@ async def search(
     filters.time_range()  # a bad bound is the caller's error (422), found before queueing
     embedder = request.app.state.query_embedder
     query = embedder.cached(q.strip())
-    queued = time.perf_counter()
     if query is None:
         # One thread encodes (batched with the queries encoded at the same time) and then searches: a second
         # hop back through the event loop would cost as much interpreter time as ranking the query.
         body = await run_in_threadpool(_encode_and_search, request, q, filters, limit)
     else:
-        body = await anyio.to_thread.run_sync(_search, request, q, query, filters, limit, queued,
+        body = await anyio.to_thread.run_sync(_search, request, q, query, filters, limit, time.perf_counter(),
                                               limiter=request.app.state.search_limiter)
     return Response(body, media_type="application/json")
 
