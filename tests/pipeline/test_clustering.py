@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from pipeline.clustering import ThemeClusterer, assign_to_centroids, cosine_silhouette
+from pipeline.clustering import ThemeClusterer, assign_to_centroids, cosine_silhouette, merge_close_themes
 
 
 def sphere_blobs(n: int = 600, centers: int = 8, dim: int = 32, spread: float = 0.25,
@@ -190,3 +190,46 @@ def test_theme_level_wins_over_a_template_level_ten_times_finer() -> None:
     # A close competitor needs to be close: 1.5 times fewer themes may trail by about 2%, not 8%.
     near = {20: 0.20, 30: 0.23, 40: 0.215, 50: 0.20, 60: 0.25, 70: 0.24}
     assert choose_theme_count(near) == 60
+
+
+def phrasing_modes(themes: int = 4, modes: int = 3, size: int = 60, dim: int = 32, mode_cos: float = 0.82,
+                   sub_spread: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each theme is a few tight sub-modes (one request said a few distinct ways) whose centres have cosine
+    about ``mode_cos`` with each other; the themes are random directions."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((themes, dim))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    angle = np.arccos(np.sqrt(mode_cos))  # two centres at this angle from the mean have cosine ~ mode_cos
+    parts, y = [], []
+    for theme in range(themes):
+        for _ in range(modes):
+            off = rng.standard_normal(dim)
+            off -= (off @ means[theme]) * means[theme]
+            off /= np.linalg.norm(off)
+            centre = np.cos(angle) * means[theme] + np.sin(angle) * off
+            parts.append(centre + rng.standard_normal((size, dim)) * sub_spread / np.sqrt(dim))
+            y += [theme] * size
+    X = np.vstack(parts)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), np.array(y)
+
+
+def test_sub_modes_of_one_theme_are_merged_back() -> None:
+    # Silhouette splits each theme into its tight phrasing modes (11 themes, ARI 0.49, without the merge);
+    # their centroids are ~0.82 apart in cosine, so the merge step joins them into the 4 themes.
+    X, y = phrasing_modes()
+    split = ThemeClusterer(merge_similarity=None).fit(X)
+    assert split.n_themes_ > 4
+    model = ThemeClusterer().fit(X)
+    assert model.n_themes_ == 4
+    assert adjusted_rand_score(y, model.labels_) > 0.99
+
+
+def test_merge_close_themes_joins_close_pairs_and_keeps_distinct_themes() -> None:
+    e = np.eye(4, dtype=np.float32)
+    a, b = e[0], np.float32(0.9) * e[0] + np.float32(np.sqrt(1 - 0.81)) * e[1]  # cosine 0.9
+    rows = np.vstack([a, a, b, b, e[2], e[2], e[3]])
+    labels = np.array([0, 0, 1, 1, 2, 2, -1])
+    np.testing.assert_array_equal(merge_close_themes(rows, labels, 0.85), [0, 0, 0, 0, 1, 1, -1])
+    np.testing.assert_array_equal(merge_close_themes(rows, labels, 0.95), labels)
+    np.testing.assert_array_equal(merge_close_themes(rows, labels, None), labels)
