@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     theme_match_threshold: float = Field(
         0.80, description="Centroid similarity above which a new cluster keeps an old theme's id."
     )
+    theme_merge_similarity: float = Field(
+        0.80, gt=0, le=1, description="Themes found in one run whose centroids are at least this similar (cosine) "
+        "are merged into one, as a rerun would match them to one theme; 1 merges only identical ones. Like the "
+        "other similarity settings, on the default model's cosine scale."
+    )
 
     # Opportunities
     score_weights: ScoreWeights = Field(default_factory=ScoreWeights)

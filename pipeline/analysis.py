@@ -158,7 +158,8 @@ class Analyzer:
         self.settings = settings
         self.embedder = embedder
         self.make_clusterer = clusterer or (lambda: ThemeClusterer(
-            min_theme_size=settings.min_theme_size, seed=settings.cluster_seed))
+            min_theme_size=settings.min_theme_size, merge_similarity=settings.theme_merge_similarity,
+            seed=settings.cluster_seed))
         self._signal_model = signal_model
         self.competitors = CompetitorMatcher(settings.competitors)
 

@@ -382,3 +382,9 @@ def test_incremental_scores_equal_a_from_scratch_recompute(sessions, settings, d
     analyzer(sessions, settings).scores(AnalysisSummary(run_id=summary.run_id, kind="full"), later)
     assert weekly_row_ids(sessions) == unchanged
     assert stored_scores(sessions, summary.run_id) == incremental
+
+
+def test_theme_merge_similarity_setting_reaches_the_clusterer(sessions, settings: Settings) -> None:
+    assert analyzer(sessions, settings).make_clusterer().merge_similarity == 0.80
+    stricter = settings.model_copy(update={"theme_merge_similarity": 0.9})
+    assert analyzer(sessions, stricter).make_clusterer().merge_similarity == 0.9
