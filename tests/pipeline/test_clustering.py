@@ -33,21 +33,31 @@ def test_finds_about_the_right_number_of_themes() -> None:
     assert model.unassigned_share_ <= 0.1
 
 
-def nested_blobs(themes: int = 4, subs: int = 4, size: int = 15, dim: int = 32, spread: float = 0.4,
-                 sub_spread: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Each theme is a few tight sub-groups about ``n_neighbors`` in size (paraphrase families)."""
+def sub_grouped(place, themes: int, subs: int, size: int, dim: int, sub_spread: float,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``themes`` random unit directions, each made of ``subs`` tight groups of ``size`` rows around the centres
+    that ``place(theme_mean, rng)`` puts near it; returns unit rows and their theme."""
     rng = np.random.default_rng(seed)
     means = rng.standard_normal((themes, dim))
     means /= np.linalg.norm(means, axis=1, keepdims=True)
     parts, y = [], []
     for theme in range(themes):
         for _ in range(subs):
-            centre = means[theme] + rng.standard_normal(dim) * spread / np.sqrt(dim)
+            centre = place(means[theme], rng)
             parts.append(centre + rng.standard_normal((size, dim)) * sub_spread / np.sqrt(dim))
             y += [theme] * size
     X = np.vstack(parts)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X.astype(np.float32), np.array(y)
+
+
+def nested_blobs(themes: int = 4, subs: int = 4, size: int = 15, dim: int = 32, spread: float = 0.4,
+                 sub_spread: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Each theme is a few tight sub-groups about ``n_neighbors`` in size (paraphrase families)."""
+    def place(mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return mean + rng.standard_normal(dim) * spread / np.sqrt(dim)
+
+    return sub_grouped(place, themes, subs, size, dim, sub_spread, seed)
 
 
 def test_sub_groups_of_smoothing_size_are_not_split_into_themes() -> None:
@@ -196,22 +206,15 @@ def phrasing_modes(themes: int = 4, modes: int = 3, size: int = 60, dim: int = 3
                    sub_spread: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Each theme is a few tight sub-modes (one request said a few distinct ways) whose centres have cosine
     about ``mode_cos`` with each other; the themes are random directions."""
-    rng = np.random.default_rng(seed)
-    means = rng.standard_normal((themes, dim))
-    means /= np.linalg.norm(means, axis=1, keepdims=True)
     angle = np.arccos(np.sqrt(mode_cos))  # two centres at this angle from the mean have cosine ~ mode_cos
-    parts, y = [], []
-    for theme in range(themes):
-        for _ in range(modes):
-            off = rng.standard_normal(dim)
-            off -= (off @ means[theme]) * means[theme]
-            off /= np.linalg.norm(off)
-            centre = np.cos(angle) * means[theme] + np.sin(angle) * off
-            parts.append(centre + rng.standard_normal((size, dim)) * sub_spread / np.sqrt(dim))
-            y += [theme] * size
-    X = np.vstack(parts)
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32), np.array(y)
+
+    def place(mean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        off = rng.standard_normal(dim)
+        off -= (off @ mean) * mean
+        off /= np.linalg.norm(off)
+        return np.cos(angle) * mean + np.sin(angle) * off
+
+    return sub_grouped(place, themes, modes, size, dim, sub_spread, seed)
 
 
 def test_sub_modes_of_one_theme_are_merged_back() -> None:
