@@ -217,15 +217,17 @@ def phrasing_modes(themes: int = 4, modes: int = 3, size: int = 60, dim: int = 3
     return sub_grouped(place, themes, modes, size, dim, sub_spread, seed)
 
 
-def test_sub_modes_of_one_theme_are_merged_back() -> None:
+def test_sub_modes_of_one_theme_are_merged_back(caplog: pytest.LogCaptureFixture) -> None:
     # Silhouette splits each theme into its tight phrasing modes (11 themes, ARI 0.49, without the merge);
     # their centroids are ~0.82 apart in cosine, so the merge step joins them into the 4 themes.
     X, y = phrasing_modes()
     split = ThemeClusterer(merge_similarity=None).fit(X)
     assert split.n_themes_ > 4
-    model = ThemeClusterer().fit(X)
+    with caplog.at_level("INFO", logger="pipeline.clustering"):
+        model = ThemeClusterer().fit(X)
     assert model.n_themes_ == 4
     assert adjusted_rand_score(y, model.labels_) > 0.99
+    assert "themes merged into 4 (centroid cosine >= 0.80" in caplog.text
 
 
 def test_merge_close_themes_joins_close_pairs_and_keeps_distinct_themes() -> None:
