@@ -63,6 +63,29 @@ def _closed_stop_words(words: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+class _Phrases:
+    """CountVectorizer's analyzer: the word n-grams of a text that contain no stop word.
+
+    scikit-learn's own analyzer drops stop words first and then joins the words left, so "an XLSX export
+    instead of only CSV" gives the phrase "instead csv", which nobody wrote; here an n-gram is words that
+    stand next to each other in the text.
+    """
+
+    def __init__(self, stop_words: Iterable[str], ngram_range: tuple[int, int]) -> None:
+        self.stop_words = frozenset(stop_words)
+        self.ngram_range = ngram_range
+        self._tokens = re.compile(TOKEN_PATTERN)
+
+    def __call__(self, text: str) -> list[str]:
+        words = self._tokens.findall(_preprocess(text))
+        content = [w not in self.stop_words for w in words]
+        low, high = self.ngram_range
+        out = [w for w, keep in zip(words, content, strict=True) if keep] if low <= 1 else []
+        for n in range(max(low, 2), high + 1):
+            out += [" ".join(words[i:i + n]) for i in range(len(words) - n + 1) if all(content[i:i + n])]
+        return out
+
+
 class ThemeLabeler:
     """Keywords and a short label per theme from class-based TF-IDF.
 
@@ -125,14 +148,8 @@ class ThemeLabeler:
         """Term counts, or None when every word is a stop word."""
         min_df = max(1, min(self.min_df, len(texts)))
         while True:
-            vectorizer = CountVectorizer(
-                preprocessor=_preprocess,
-                token_pattern=TOKEN_PATTERN,
-                stop_words=self._stop_words(),
-                ngram_range=self.ngram_range,
-                min_df=min_df,
-                dtype=np.float64,
-            )
+            vectorizer = CountVectorizer(analyzer=_Phrases(self._stop_words(), self.ngram_range),
+                                         min_df=min_df, dtype=np.float64)
             try:
                 return vectorizer, vectorizer.fit_transform(texts).tocsr()
             except ValueError:

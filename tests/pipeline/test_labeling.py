@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -82,6 +83,17 @@ def test_placeholders_concentrated_in_one_theme_are_still_removed() -> None:
     tokens = {w for phrase in labeler.keywords_[0] for w in phrase.split()}
     assert {"invite", "workspace"} <= tokens
     assert not tokens & {"email", "phone"}
+
+
+def test_two_word_phrases_are_words_written_next_to_each_other() -> None:
+    # Dropping "of only" first would join "instead" and "csv" into a phrase nobody wrote.
+    exports = [f"we would love an xlsx export instead of only csv for report {i}" for i in range(20)]
+    invites = [f"invite guests to the workspace from the admin page {i}" for i in range(20)]
+    labeler = ThemeLabeler(top_n_words=30).fit(exports + invites, np.repeat([0, 1], 20))
+    assert "xlsx export" in labeler.keywords_[0]
+    written = {" ".join(pair) for text in exports + invites for pair in itertools.pairwise(text.split())}
+    for theme in (0, 1):
+        assert all(k in written for k in labeler.keywords_[theme] if " " in k), labeler.keywords_[theme]
 
 
 def test_label_shape(fitted: ThemeLabeler) -> None:
