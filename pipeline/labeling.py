@@ -234,8 +234,8 @@ class ThemeLabeler:
                 break
             words = term.split()
             if len(words) == 1:
-                # A strong bigram whose words are both strong says more ("sso login" over "sso"); one that
-                # merely spans a dropped stop word ("update [on] ios") does not.
+                # A strong bigram whose words are both strong says more ("sso login" over "sso"); one with a
+                # weak word ("add audit") does not.
                 floor = self.bigram_ratio * score
                 for other, other_score in candidates:
                     other_words = other.split()
