@@ -384,10 +384,11 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             # on the raw rows are one theme.
             found = int(sample_labels.max()) + 1
             sample_labels = merge_close_themes(sample, sample_labels, self.merge_similarity)
-            if int(sample_labels.max()) + 1 < found:
+            kept = int(sample_labels.max()) + 1
+            if kept < found:
                 # Worth seeing: with an embedding model whose cosines run high this merges far too much.
                 log.info("%d themes merged into %d (centroid cosine >= %.2f; GROUNDSWELL_THEME_MERGE_SIMILARITY)",
-                         found, int(sample_labels.max()) + 1, self.merge_similarity)
+                         found, kept, self.merge_similarity)
             # Every item, sampled or not, joins its nearest theme centroid on the raw rows: the discovery
             # labels were settled on the smoothed rows, which blur the borders between small neighbouring
             # themes, and the nearest-centroid rule is the one predict() and incremental runs apply.

@@ -54,7 +54,7 @@ def _preprocess(text: str) -> str:
 
 
 def _closed_stop_words(words: Iterable[str]) -> frozenset[str]:
-    """Stop words plus the tokens they split into, so CountVectorizer sees a consistent list."""
+    """Stop words plus the tokens they split into ("don't" -> "don"), as the tokeniser sees them."""
     tokeniser = re.compile(TOKEN_PATTERN)
     out = set()
     for word in words:
