@@ -1,10 +1,14 @@
 """Theme quality on a labeled set: Groundswell's theme discovery beside BERTopic, on the same vectors.
 
-Reads a labeled CSV, TSV, JSONL or CLINC150-style JSON file, embeds the texts with the product's
-:class:`~pipeline.embedding.SentenceEmbedder` (vectors cached under ``var/cache/embeddings``), runs the
-same :class:`~pipeline.clustering.ThemeClusterer` the product runs (product defaults), and BERTopic with
-its defaults on the same embeddings unless ``--no-bertopic``. Unassigned items count as one group of
-their own in NMI and ARI.
+Reads a labeled CSV, TSV, JSONL or CLINC150-style JSON file, embeds the texts with the product's embedder
+(vectors cached under ``var/cache/embeddings``), runs the same :class:`~pipeline.clustering.ThemeClusterer`
+the product runs (product defaults), and BERTopic with its defaults on the same embeddings unless
+``--no-bertopic``. Unassigned items count as one group of their own in NMI and ARI. With ``--clean`` each
+text is first cleaned as ingest cleans feedback (HTML, quoted replies, signatures, whitespace, PII
+placeholders); without it the texts are measured as written, comparable with published results.
+
+A row with a blank text (after cleaning, with ``--clean``) or no label cannot be scored: it is skipped,
+counted (``skipped`` in the output) and left without a theme in ``--assignments``.
 
 Examples::
 
@@ -38,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from ingest.cleaning import clean_text  # noqa: E402
 from pipeline.clustering import ThemeClusterer  # noqa: E402
-from pipeline.embedding import DEFAULT_MODEL, SentenceEmbedder  # noqa: E402
+from pipeline.embedding import DEFAULT_MODEL, make_embedder  # noqa: E402
 
 log = logging.getLogger("theme_quality")
 
@@ -74,34 +79,75 @@ def _pick_column(frame: pd.DataFrame, wanted: str, fallbacks: tuple[str, ...], w
     )
 
 
-def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "label",
-                 group_column: str | None = None, split: str = "test") -> pd.DataFrame:
-    """Read a labeled file into a frame with columns ``text``, ``label`` and ``group`` (input order kept)."""
+def _strings(column: pd.Series) -> pd.Series:
+    """Each value as a string, with a missing one (None, NaN, JSON null) as ``""``."""
+    return column.map(lambda v: "" if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else str(v))
+
+
+def _read_frame(path: Path, split: str, encoding: str) -> tuple[pd.DataFrame, str | None]:
+    """The file as a frame; for a CLINC-style JSON also the name of its text column."""
     suffix = path.suffix.lower()
     if suffix == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding=encoding))
         if not isinstance(data, dict) or split not in data:
             raise SystemExit(f"{path} is not a CLINC150-style JSON with a {split!r} split; pass --split")
-        frame = pd.DataFrame(data[split], columns=["text", "label"])
+        return pd.DataFrame(data[split], columns=["text", "label"]), "text"
+    if suffix == ".jsonl":
+        return pd.read_json(path, lines=True, encoding=encoding, dtype=False), None
+    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0, encoding=encoding), None
+
+
+def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "label",
+                 group_column: str | None = None, split: str = "test", encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a labeled file into a frame with string columns ``text``, ``label`` and ``group``.
+
+    Input order is kept; a missing value becomes ``""``. A file that cannot be read ends the run with a
+    message naming the file and what is wrong with it.
+    """
+    try:
+        frame, clinc_text = _read_frame(path, split, encoding)
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"{path} is not {encoding} text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                         f"pass its encoding, e.g. --encoding latin-1") from None
+    except LookupError as exc:  # an unknown --encoding
+        raise SystemExit(f"--encoding: {exc}") from None
+    except (ValueError, pd.errors.ParserError) as exc:  # bad JSON lines, an unparseable CSV, an empty file
+        raise SystemExit(f"{path} could not be read as {path.suffix.lstrip('.') or 'CSV'}: {exc}") from None
+    if clinc_text:
         text_column, label_column = "text", "label"
-    elif suffix == ".jsonl":
-        frame = pd.read_json(path, lines=True)
-    else:
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0)
     text_column = _pick_column(frame, text_column, TEXT_FALLBACKS, "text")
     label_column = _pick_column(frame, label_column, LABEL_FALLBACKS, "label")
     out = pd.DataFrame({
-        "text": frame[text_column].astype(str),
-        "label": frame[label_column].astype(str),
+        "text": _strings(frame[text_column]),
+        "label": _strings(frame[label_column]).str.strip(),
     })
     if group_column:
         if group_column not in frame.columns:
             raise SystemExit(f"group column {group_column!r} not found; the file has {list(frame.columns)}")
-        out["group"] = frame[group_column].astype(str)
+        out["group"] = _strings(frame[group_column])
     else:
         out["group"] = "all"
     return out.reset_index(drop=True)
+
+
+def usable_rows(frame: pd.DataFrame, *, clean: bool = False) -> tuple[np.ndarray, dict[str, int]]:
+    """The rows that can be scored, and how many others have no text or no label.
+
+    Args:
+        clean: first clean ``frame["text"]`` in place as ingest cleans feedback.
+
+    Returns:
+        Row positions with a text that is not blank and a label, and the counts ``{"no_text": .., "no_label": ..}``
+        of the others (a row with neither counts as ``no_text``).
+    """
+    if clean:
+        frame["text"] = [clean_text(text).text for text in frame["text"]]
+    no_text = (frame["text"].str.strip() == "").to_numpy()
+    no_label = (frame["label"] == "").to_numpy() & ~no_text
+    return np.flatnonzero(~(no_text | no_label)), {"no_text": int(no_text.sum()), "no_label": int(no_label.sum())}
 
 
 def cached_embeddings(texts: list[str], *, model: str = DEFAULT_MODEL, tag: str = "data") -> np.ndarray:
@@ -119,7 +165,7 @@ def cached_embeddings(texts: list[str], *, model: str = DEFAULT_MODEL, tag: str 
     if path.exists():
         return np.load(path)
     started = time.perf_counter()
-    vectors = SentenceEmbedder(model).encode(texts)
+    vectors = make_embedder(model).encode(texts)
     log.info("embedded %d texts in %.1f s", len(texts), time.perf_counter() - started)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
@@ -209,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--group-column", default=None, help="discover themes separately per value")
     parser.add_argument("--split", default="test", help="split to read from a CLINC-style .json")
+    parser.add_argument("--encoding", default="utf-8", help="the input file's text encoding")
+    parser.add_argument("--clean", action="store_true",
+                        help="clean texts as ingest does (HTML, quoted replies, signatures, PII) before embedding")
     parser.add_argument("--json", action="store_true", help="one JSON line per method")
     parser.add_argument("--assignments", type=Path, default=None, help="write Groundswell's row,theme CSV")
     parser.add_argument("--no-bertopic", action="store_true")
@@ -219,32 +268,39 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     frame = read_labeled(args.input, text_column=args.text_column, label_column=args.label_column,
-                         group_column=args.group_column, split=args.split)
-    texts = frame["text"].tolist()
+                         group_column=args.group_column, split=args.split, encoding=args.encoding)
+    usable, skipped = usable_rows(frame, clean=args.clean)
+    if sum(skipped.values()):
+        log.warning("skipped %d of %d rows: %d with a blank text, %d with no label",
+                    sum(skipped.values()), len(frame), skipped["no_text"], skipped["no_label"])
+    if not usable.size:
+        raise SystemExit(f"{args.input}: no row has both a text and a label")
+    scored = frame.iloc[usable].reset_index(drop=True)
+    texts = scored["text"].tolist()
     vectors = cached_embeddings(texts, model=args.model, tag=args.input.stem)
 
     methods = ["groundswell"] + ([] if args.no_bertopic else ["bertopic"])
     results: dict[str, list[Result]] = {m: [] for m in methods}
-    assignments = np.full(len(frame), -1, dtype=np.int64)
+    assignments = np.full(len(frame), -1, dtype=np.int64)  # every input row; skipped ones stay unassigned
     offset = 0
-    for group, rows in frame.groupby("group", sort=True).indices.items():
+    for group, rows in scored.groupby("group", sort=True).indices.items():
         rows = np.sort(rows)
-        truth = frame["label"].to_numpy()[rows]
+        truth = scored["label"].to_numpy()[rows]
         labels, seconds = run_groundswell(vectors[rows])
         results["groundswell"].append(score("groundswell", truth, labels, seconds, group))
         # theme ids stay unique across groups in the assignments file
-        assignments[rows] = np.where(labels >= 0, labels + offset, -1)
+        assignments[usable[rows]] = np.where(labels >= 0, labels + offset, -1)
         offset += int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
         if "bertopic" in results:
             labels, seconds = run_bertopic([texts[i] for i in rows], vectors[rows])
             results["bertopic"].append(score("bertopic", truth, labels, seconds, group))
 
-    rows_out = [combine(m, parts) for m, parts in results.items()]
+    rows_out = [dict(combine(m, parts), skipped=len(frame) - usable.size) for m, parts in results.items()]
     if args.json:
         for row in rows_out:
             print(json.dumps(row))
     else:
-        print(f"{args.input.name}: {len(frame)} items, model {args.model}")
+        print(f"{args.input.name}: {len(frame)} rows, {usable.size} scored, model {args.model}")
         print_table(rows_out)
     if args.assignments:
         write_assignments(args.assignments, frame, assignments)

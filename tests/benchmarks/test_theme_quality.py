@@ -1,0 +1,144 @@
+"""The theme-quality benchmark's interface: its input handling, JSON keys and assignments file.
+
+Runs in process with the hashing embedder (no model download, vectors cached in a temporary folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import theme_quality  # noqa: E402
+
+TOPICS = {
+    "billing": "invoice refund charged payment billing receipt vat amount card overcharged",
+    "login": "login password reset sso locked account signin twofactor session expired",
+    "export": "export csv excel download spreadsheet columns pdf file report xlsx",
+    "mobile": "iphone android app crash battery notification tablet offline sync screen",
+}
+
+
+def _rows(n_per_topic: int = 40, seed: int = 3) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for topic, words in TOPICS.items():
+        vocab = words.split()
+        for _ in range(n_per_topic):
+            rows.append({"body": " ".join(rng.sample(vocab, 5)), "topic": topic, "product": rng.choice("AB")})
+    rng.shuffle(rows)
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["body", "topic", "product"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(theme_quality, "CACHE_DIR", tmp_path / "cache")
+
+
+def _run(capsys, *args: str) -> list[dict]:
+    assert theme_quality.main([*args, "--model", "hashing-384", "--no-bertopic", "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_json_line_carries_the_documented_keys_and_scores_separable_topics(tmp_path, capsys) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic")
+    assert {"nmi", "ari", "k_true", "k_found", "unassigned", "seconds"} <= row.keys()
+    assert row["k_true"] == 4 and row["n"] == 160 and row["skipped"] == 0
+    assert row["nmi"] > 80 and row["ari"] > 70, row
+    assert row["unassigned"] <= 10
+
+
+def test_rows_without_text_or_label_are_skipped_counted_and_left_without_a_theme(tmp_path, capsys) -> None:
+    rows = [{"body": r["body"], "topic": r["topic"]} for r in _rows()]
+    bad = {5: {"body": "   ", "topic": "billing"},  # blank
+           17: {"body": "\n\t", "topic": "login"},  # whitespace only
+           30: {"body": None, "topic": "export"},  # JSON null
+           44: {"body": "invoice refund payment", "topic": None},  # no label
+           58: {"topic": "mobile"}}  # no text field at all
+    for position, row in bad.items():
+        rows.insert(position, row)
+    path = tmp_path / "feedback.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "assignments.csv"
+
+    [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic",
+                 "--assignments", str(out))
+
+    assert row["skipped"] == 5 and row["n"] == 160
+    with out.open(newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [int(r["row"]) for r in written] == list(range(len(rows)))  # every input row, in input order
+    assert all(written[i]["theme"] == "" for i in bad)
+    given = [r["theme"] for i, r in enumerate(written) if i not in bad]
+    assert sum(t != "" for t in given) == round(160 * (1 - row["unassigned"] / 100))
+
+
+def test_clean_measures_the_texts_as_ingest_would_store_them(tmp_path, capsys) -> None:
+    rows = [{"body": r["body"], "topic": r["topic"]} for r in _rows()]
+    rows[0]["body"] = "<p>&nbsp;</p>"  # nothing is left once the HTML is cleaned
+    rows[1]["body"] = f"<div><p>{rows[1]['body']}</p></div>"
+    path = tmp_path / "feedback.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    [raw] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic")
+    [clean] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic", "--clean")
+    assert raw["skipped"] == 0 and clean["skipped"] == 1 and clean["n"] == 159
+
+
+def test_a_group_column_discovers_themes_per_group_with_ids_unique_across_groups(tmp_path, capsys) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    out = tmp_path / "assignments.csv"
+    [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic",
+                 "--group-column", "product", "--assignments", str(out))
+    assert sorted(g["group"] for g in row["groups"]) == ["A", "B"]
+    assert sum(g["n"] for g in row["groups"]) == row["n"] == 160
+    with out.open(newline="") as f:
+        written = list(csv.DictReader(f))
+    products = [r["product"] for r in _rows()]
+    themes_of = {p: {r["theme"] for r, q in zip(written, products, strict=True) if q == p and r["theme"]}
+                 for p in "AB"}
+    assert themes_of["A"] and themes_of["B"] and not themes_of["A"] & themes_of["B"]
+
+
+def test_unreadable_input_is_refused_with_a_message_that_names_the_problem(tmp_path) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9 export is broken,export\n".encode("latin-1"))
+    with pytest.raises(SystemExit, match="not utf-8 text.*--encoding"):
+        theme_quality.main(["--input", str(latin), "--model", "hashing-384", "--no-bertopic"])
+
+    odd = tmp_path / "odd.csv"
+    odd.write_text("words,kind\nexport is broken,export\n", encoding="utf-8")  # no column a fallback knows
+    with pytest.raises(SystemExit, match=r"label column 'intent' not found; the file has \['words', 'kind'\]"):
+        theme_quality.main(["--input", str(odd), "--text-column", "words", "--label-column", "intent",
+                            "--model", "hashing-384", "--no-bertopic"])
+
+    empty = _write_csv(tmp_path / "empty.csv", [{"body": "", "topic": "x", "product": "A"}])
+    with pytest.raises(SystemExit, match="no row has both a text and a label"):
+        theme_quality.main(["--input", str(empty), "--text-column", "body", "--label-column", "topic",
+                            "--model", "hashing-384", "--no-bertopic"])
+
+
+def test_another_encoding_can_be_named(tmp_path, capsys) -> None:
+    path = tmp_path / "latin.csv"
+    rows = _rows(20)
+    text = "body,topic\n" + "".join(f"{r['body']} caf\xe9,{r['topic']}\n" for r in rows)
+    path.write_bytes(text.encode("latin-1"))
+    [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic",
+                 "--encoding", "latin-1")
+    assert row["n"] == 80 and row["k_true"] == 4
