@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     row(f"SentenceEmbedder, chunks of {EMBED_COMMIT_TEXTS}", t_chunks,
         cos_vs_bare_min=round(float(np.sum(v_chunks * v_bare, axis=1).min()), 5))
 
-    st, workers = embedder.load(), available_cores()
+    st, workers = embedder.torch_model(), available_cores()
     t_tok, _ = timed(lambda: tokenize_parallel(st, texts, workers=workers), args.repeats)
     row(f"tokenization alone, {workers} threads", t_tok)
     for budget in [int(b) for b in args.sweep.split(",") if b]:

@@ -110,38 +110,54 @@ class SentenceEmbedder:
         self.pretokenize = pretokenize
         self.runtime = runtime
         self.cache_dir = cache_dir
-        self._st = None
+        self._st = None  # the PyTorch model, while it is what encodes (or a caller asked for it)
         self._onnx = None
+        self._dim: int | None = None
 
     @property
     def name(self) -> str:
         return self.model
 
-    def load(self):  # type: ignore[no-untyped-def]
-        if self._st is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            torch.set_num_threads(self.threads or available_cores())
-            path = resolve_model_path(self.model)
-            log.info("loading embedding model %s from %s", self.model, path)
-            try:
-                st = SentenceTransformer(path, device=pick_device(self.device))
-            except Exception as exc:
-                raise EmbeddingError(
-                    f"could not load embedding model {self.model!r} ({exc}); set GROUNDSWELL_EMBEDDING_MODEL "
-                    "to a local path or a model available offline"
-                ) from exc
-            half = self.precision == "fp16" or (self.precision == "auto" and st.device.type == "cuda")
-            if half:
-                st.half()
-            else:
-                st.float()  # weights stored in half precision still run in fp32 here
+    def load(self) -> None:
+        """Load the model, once. Where ONNX Runtime encodes, the PyTorch weights are let go after the exported
+        graph was checked against them: they would hold about 90 MB (MiniLM) in every process for nothing."""
+        if self._dim is None:
+            st, half = self._load_torch()
             if st.device.type == "cpu" and not half and not self.pretokenize and self.runtime != "torch":
                 self._onnx = self._load_onnx(st)
-            self._st = st
+            self._dim = embedding_dimension(st)
+            if self._onnx is None:
+                self._st = st
+
+    def torch_model(self):  # type: ignore[no-untyped-def]
+        """The model as a ``SentenceTransformer`` (loaded again if ONNX Runtime encodes); for benchmarks."""
+        self.load()
+        if self._st is None:
+            self._st = self._load_torch()[0]
         return self._st
+
+    def _load_torch(self):  # type: ignore[no-untyped-def]
+        """The ``SentenceTransformer``, and whether it runs in half precision."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(self.threads or available_cores())
+        path = resolve_model_path(self.model)
+        log.info("loading embedding model %s from %s", self.model, path)
+        try:
+            st = SentenceTransformer(path, device=pick_device(self.device))
+        except Exception as exc:
+            raise EmbeddingError(
+                f"could not load embedding model {self.model!r} ({exc}); set GROUNDSWELL_EMBEDDING_MODEL "
+                "to a local path or a model available offline"
+            ) from exc
+        half = self.precision == "fp16" or (self.precision == "auto" and st.device.type == "cuda")
+        if half:
+            st.half()
+        else:
+            st.float()  # weights stored in half precision still run in fp32 here
+        return st, half
 
     def _load_onnx(self, st):  # type: ignore[no-untyped-def]
         from pipeline.onnx_encoder import OnnxUnavailable, onnx_encoder
@@ -163,15 +179,18 @@ class SentenceEmbedder:
 
     @property
     def dim(self) -> int:
-        return embedding_dimension(self.load())
+        self.load()
+        assert self._dim is not None
+        return self._dim
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Returns: ``(len(texts), dim)`` float32, rows of unit length."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        st = self.load()
+        self.load()
         if self._onnx is not None:
             return self._onnx.encode(texts)
+        st = self._st
         pretokenize = st.device.type == "cuda" if self.pretokenize is None else self.pretokenize
         if pretokenize and fast_tokenizer(st) is not None:
             return encode_pretokenized(st, texts, workers=self.threads or available_cores())

@@ -37,7 +37,7 @@ def test_make_embedder_passes_precision() -> None:
 
 @pytest.fixture(scope="module")
 def cpu_model():
-    return SentenceEmbedder(device="cpu").load()
+    return SentenceEmbedder(device="cpu").torch_model()
 
 
 @pytest.mark.slow
@@ -83,6 +83,34 @@ def test_onnx_runtime_gives_the_model_vectors_and_exports_once(tmp_path, monkeyp
     again = SentenceEmbedder(device="cpu", runtime="onnx", cache_dir=tmp_path)
     np.testing.assert_allclose(again.encode(TEXTS[:3]), torch_vectors[:3], atol=1e-5)
     assert len(exports) == 1 and [p.name for p in tmp_path.iterdir()] == [exports[0].name]  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_the_pytorch_weights_are_let_go_once_onnx_runtime_encodes(tmp_path) -> None:
+    import gc
+    import weakref
+
+    import sentence_transformers
+
+    loaded: list[weakref.ref] = []
+    real_init = sentence_transformers.SentenceTransformer.__init__
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_init(self, *args, **kwargs)
+        loaded.append(weakref.ref(self))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sentence_transformers.SentenceTransformer, "__init__", spy)
+        onnx = SentenceEmbedder(device="cpu", cache_dir=tmp_path)
+        vectors = onnx.encode(TEXTS[:4])
+        torch_run = SentenceEmbedder(device="cpu", runtime="torch")
+        torch_vectors = torch_run.encode(TEXTS[:4])
+    gc.collect()
+    assert onnx.runtime_used == "onnx" and onnx.dim == vectors.shape[1] == 384
+    assert loaded[0]() is None  # the model ONNX Runtime replaced is gone, nothing else holds it
+    assert loaded[1]() is torch_run.torch_model()  # the one that encodes stays
+    np.testing.assert_allclose(vectors, torch_vectors, atol=1e-5)
+    assert onnx.torch_model() is not None and onnx.runtime_used == "onnx"  # loaded again on request only
 
 
 @pytest.mark.slow
