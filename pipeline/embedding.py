@@ -125,9 +125,9 @@ class SentenceEmbedder:
             st, half = self._load_torch()
             if st.device.type == "cpu" and not half and not self.pretokenize and self.runtime != "torch":
                 self._onnx = self._load_onnx(st)
-            self._dim = embedding_dimension(st)
             if self._onnx is None:
                 self._st = st
+            self._dim = embedding_dimension(st)  # set last: it marks the model loaded for other threads
 
     def torch_model(self):  # type: ignore[no-untyped-def]
         """The model as a ``SentenceTransformer`` (loaded again if ONNX Runtime encodes); for benchmarks."""
