@@ -52,6 +52,9 @@ class HttpClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.sleep = sleep
+        # Its own generator: drawing jitter from the module's shared one would move the random state that
+        # the rest of the process (and a seeded caller) relies on, from whatever thread a sync runs in.
+        self._jitter = random.Random()
         self._secrets = [s for s in secrets if s]
         self._client = httpx.Client(
             base_url=base_url, auth=auth, headers=dict(headers or {}), transport=transport,
@@ -141,7 +144,7 @@ class HttpClient:
     # -- helpers ----------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         base = min(self.backoff_s * (2 ** attempt), self.max_backoff_s)
-        return base * (0.5 + random.random() / 2)
+        return base * (0.5 + self._jitter.random() / 2)
 
     def _where(self, method: str, url: str) -> str:
         # The path only: query strings may carry filters with customer data, never needed to debug.

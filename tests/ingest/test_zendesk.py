@@ -174,6 +174,23 @@ def test_server_error_mid_stream_is_retried(sessions: sessionmaker[Session], sou
     assert len(sleep.calls) == 2 and all(s > 0 for s in sleep.calls)
 
 
+def test_backoff_jitter_stays_in_bounds_and_leaves_the_shared_random_state_alone(
+        sessions: sessionmaker[Session], source: str, fake: FakeZendesk) -> None:
+    import random
+
+    sleep = SleepRecorder()
+    for _ in range(3):
+        fake.fail_once("/incremental/", 503, skip=1)
+    random.seed(1234)
+    expected = random.getstate()
+    assert run_ok(sessions, source, make(fake, sleep)).stats.inserted == 5
+    assert random.getstate() == expected  # a seeded caller's sequence does not move under a sync
+    # backoff_s 1 doubling, each wait jittered to between half and all of it
+    assert len(sleep.calls) == 3
+    for attempt, waited in enumerate(sleep.calls):
+        assert 0.5 * 2 ** attempt <= waited <= 2 ** attempt
+
+
 def test_persistent_server_error_fails_after_retries(sessions: sessionmaker[Session], source: str,
                                                      fake: FakeZendesk) -> None:
     sleep = SleepRecorder()
