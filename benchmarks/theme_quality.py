@@ -84,18 +84,18 @@ def _strings(column: pd.Series) -> pd.Series:
     return column.map(lambda v: "" if v is None or (pd.api.types.is_scalar(v) and pd.isna(v)) else str(v))
 
 
-def _read_frame(path: Path, split: str, encoding: str) -> tuple[pd.DataFrame, str | None]:
-    """The file as a frame; for a CLINC-style JSON also the name of its text column."""
+def _read_frame(path: Path, split: str, encoding: str) -> pd.DataFrame:
+    """The file as a frame; a CLINC-style JSON's split has the columns ``text`` and ``label``."""
     suffix = path.suffix.lower()
     if suffix == ".json":
         data = json.loads(path.read_text(encoding=encoding))
         if not isinstance(data, dict) or split not in data:
             raise SystemExit(f"{path} is not a CLINC150-style JSON with a {split!r} split; pass --split")
-        return pd.DataFrame(data[split], columns=["text", "label"]), "text"
+        return pd.DataFrame(data[split], columns=["text", "label"])
     if suffix == ".jsonl":
-        return pd.read_json(path, lines=True, encoding=encoding, dtype=False), None
+        return pd.read_json(path, lines=True, encoding=encoding, dtype=False)
     sep = "\t" if suffix in (".tsv", ".tab") else ","
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0, encoding=encoding), None
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0, encoding=encoding)
 
 
 def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "label",
@@ -106,7 +106,7 @@ def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "
     message naming the file and what is wrong with it.
     """
     try:
-        frame, clinc_text = _read_frame(path, split, encoding)
+        frame = _read_frame(path, split, encoding)
     except FileNotFoundError:
         raise SystemExit(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
@@ -116,7 +116,7 @@ def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "
         raise SystemExit(f"--encoding: {exc}") from None
     except (ValueError, pd.errors.ParserError) as exc:  # bad JSON lines, an unparseable CSV, an empty file
         raise SystemExit(f"{path} could not be read as {path.suffix.lstrip('.') or 'CSV'}: {exc}") from None
-    if clinc_text:
+    if path.suffix.lower() == ".json":  # CLINC-style: the columns are fixed
         text_column, label_column = "text", "label"
     text_column = _pick_column(frame, text_column, TEXT_FALLBACKS, "text")
     label_column = _pick_column(frame, label_column, LABEL_FALLBACKS, "label")
@@ -270,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     frame = read_labeled(args.input, text_column=args.text_column, label_column=args.label_column,
                          group_column=args.group_column, split=args.split, encoding=args.encoding)
     usable, skipped = usable_rows(frame, clean=args.clean)
-    if sum(skipped.values()):
+    n_skipped = len(frame) - usable.size
+    if n_skipped:
         log.warning("skipped %d of %d rows: %d with a blank text, %d with no label",
-                    sum(skipped.values()), len(frame), skipped["no_text"], skipped["no_label"])
+                    n_skipped, len(frame), skipped["no_text"], skipped["no_label"])
     if not usable.size:
         raise SystemExit(f"{args.input}: no row has both a text and a label")
     scored = frame.iloc[usable].reset_index(drop=True)
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             labels, seconds = run_bertopic([texts[i] for i in rows], vectors[rows])
             results["bertopic"].append(score("bertopic", truth, labels, seconds, group))
 
-    rows_out = [dict(combine(m, parts), skipped=len(frame) - usable.size) for m, parts in results.items()]
+    rows_out = [dict(combine(m, parts), skipped=n_skipped) for m, parts in results.items()]
     if args.json:
         for row in rows_out:
             print(json.dumps(row))
