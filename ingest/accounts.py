@@ -10,16 +10,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ingest.records import LIFECYCLES, AccountRecord, AccountRef
+from models.db import insert_for
 from models.tables import Account, utcnow
-
-
-def insert_for(session: Session):  # type: ignore[no-untyped-def]
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    name = session.get_bind().dialect.name
-    if name not in ("sqlite", "postgresql"):
-        raise NotImplementedError(f"database backend {name!r} is not supported (use SQLite or PostgreSQL)")
-    return sqlite.insert if name == "sqlite" else postgresql.insert
 
 # Domains of personal mailboxes say nothing about the customer behind them.
 FREE_MAIL_DOMAINS = frozenset({

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ingest.accounts import insert_for
 from ingest.errors import InvalidRecord
 from ingest.records import AccountRef, FeedbackRecord
 from ingest.upsert import FeedbackWriter
+from models.db import insert_for
 from models.tables import Feedback, Source, utcnow
 
 SOURCE_NAME = "field-notes"

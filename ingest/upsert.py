@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Insert, Text, case, cast, column, or_, select, table, text
 from sqlalchemy.orm import Session
 
-from ingest.accounts import AccountResolver, insert_for
+from ingest.accounts import AccountResolver
 from ingest.cleaning import clean_text, content_hash
 from ingest.records import FEEDBACK_KINDS, FeedbackRecord, Rejection, has_surrogates, payload_text
+from models.db import insert_for
 from models.tables import Feedback, RejectedRecord, Source, utcnow
 
 log = logging.getLogger(__name__)

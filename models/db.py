@@ -89,3 +89,17 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_for(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT construct for ``session`` (it has ON CONFLICT), SQLite or PostgreSQL.
+
+    Raises:
+        NotImplementedError: another backend.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = session.get_bind().dialect.name
+    if name not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"database backend {name!r} is not supported (use SQLite or PostgreSQL)")
+    return sqlite.insert if name == "sqlite" else postgresql.insert
