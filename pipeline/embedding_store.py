@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import session_scope
+from models.db import insert_for, session_scope
 from models.tables import Embedding, Feedback, utcnow
 from pipeline.embedding import Embedder
 
@@ -49,21 +51,40 @@ def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_s
                   progress: Callable[[int], None] | None = None) -> int:
     """Embed every stored text that has no vector for this model; each batch commits on its own.
 
-    Batch k is written by a helper thread while batch k + 1 is encoded, so a fast encoder (a GPU)
-    does not wait on the database. A crash loses at most the batches in flight; the next call
-    carries on where it stopped.
+    A crash loses at most the batches in flight; the next call carries on where it stopped.
 
     Returns:
         Number of texts embedded.
     """
     with factory() as session:
         todo = missing_hashes(session, embedder.name)
+    return embed_pairs(factory, embedder, todo, batch_size=batch_size, progress=progress)
+
+
+def embed_pairs(factory: sessionmaker[Session], embedder: Embedder, todo: Sequence[tuple[str, str]], *,
+                batch_size: int = 4096, progress: Callable[[int], None] | None = None,
+                write_lock: AbstractContextManager[Any] | None = None) -> int:
+    """Embed ``(content hash, text)`` pairs and store their vectors; each batch commits on its own.
+
+    Batch k is written by a helper thread while batch k + 1 is encoded, so a fast encoder (a GPU) does
+    not wait on the database. A vector another process stored meanwhile (the API embeds field notes as
+    they arrive, an analysis embeds what is missing) is left as it is: the insert skips conflicting keys,
+    so the two never fail each other.
+
+    Args:
+        write_lock: held around each batch's write transaction (the API's SQLite writer queue).
+
+    Returns:
+        Number of texts encoded (vectors already stored by someone else included).
+    """
     done = 0
 
-    def store(batch: list[tuple[str, str]], vectors: np.ndarray) -> None:
+    def store(batch: Sequence[tuple[str, str]], vectors: np.ndarray) -> None:
         now = utcnow()
-        with session_scope(factory) as session:
-            session.execute(insert(Embedding), [
+        with write_lock or nullcontext(), session_scope(factory) as session:
+            table = Embedding.__table__
+            session.execute(insert_for(session)(table).on_conflict_do_nothing(
+                index_elements=[table.c.content_hash, table.c.model]), [
                 {"content_hash": h, "model": embedder.name, "dim": int(vectors.shape[1]),
                  "vector": to_bytes(v), "created_at": now}
                 for (h, _), v in zip(batch, vectors, strict=True)

@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 
 from models.tables import Embedding, Feedback, Source
 from pipeline.embedding import EmbeddingError, HashingEmbedder, SentenceEmbedder, make_embedder
-from pipeline.embedding_store import embed_missing, from_bytes
+from pipeline.embedding_store import embed_missing, embed_pairs, from_bytes, missing_hashes
 
 TEXTS = [
     "Single sign-on keeps failing for our contractors",
@@ -173,6 +173,23 @@ def test_embed_missing_stores_every_batch_once_and_resumes(sessions) -> None:
     for content_hash, blob in rows:
         np.testing.assert_allclose(from_bytes(blob, 16), embedder.encode([by_hash[content_hash]])[0])
     assert embed_missing(sessions, embedder, batch_size=5) == 0
+
+
+def test_a_vector_stored_meanwhile_by_another_writer_is_kept_and_not_an_error(sessions) -> None:
+    """The API embeds notes as they arrive while an analysis may embed the same texts: neither may fail."""
+    texts = [f"note {i} about the mobile app" for i in range(6)]
+    add_feedback(sessions, texts)
+    embedder = HashingEmbedder(16)
+    with sessions() as session:
+        todo = missing_hashes(session, embedder.name)
+    first = embedder.encode([todo[0][1]])[0] * -1  # a recognisably different vector, stored first
+    with sessions.begin() as session:
+        session.add(Embedding(content_hash=todo[0][0], model=embedder.name, dim=16, vector=first.tobytes()))
+    assert embed_pairs(sessions, embedder, todo, batch_size=4) == 6  # the stale list still names it
+    with sessions() as session:
+        stored = dict(session.execute(select(Embedding.content_hash, Embedding.vector)).tuples().all())
+    assert len(stored) == 6
+    np.testing.assert_array_equal(from_bytes(stored[todo[0][0]]), first)  # the earlier writer's vector stays
 
 
 class FailingEmbedder(HashingEmbedder):
