@@ -24,8 +24,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
+from api.arrivals import ArrivalEmbedder
 from api.cache import ListCache
-from api.deps import lookup_principal
+from api.deps import lookup_principal, sqlite_writer_lock
 from api.errors import ApiError, TooManyRequests
 from api.jobs import JobRunner, ThreadJobRunner
 from api.query_embedding import QueryEmbedder
@@ -245,6 +246,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         if warm_search:
             threading.Thread(target=_warm_search, args=(app,), daemon=True, name="warm-search").start()
         yield
+        if app.state.arrivals is not None:
+            app.state.arrivals.close()
         engine.dispose()
 
     app = FastAPI(
@@ -260,6 +263,10 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.principals = SharedCall(functools.partial(lookup_principal, app.state.read_engine))
     app.state.embedder = embedder if embedder is not None else default_embedder(settings)
     app.state.query_embedder = QueryEmbedder(app.state.embedder)
+    app.state.arrivals = ArrivalEmbedder(
+        sessions, app.state.embedder, read_sessions=app.state.read_sessions,
+        write_lock=lambda: sqlite_writer_lock(engine),
+    ) if settings.embed_on_arrival else None
     app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
     app.state.vector_index = VectorIndex(app.state.read_sessions)
     slots = search_concurrency or available_cores()

@@ -235,7 +235,11 @@ def _sqlite_writer_lock(session: Session) -> threading.Lock | None:
     the busy timeout and fail with "database is locked". Queueing on a lock first lets each waiter in
     as soon as the one before it commits; other processes still meet the busy timeout as before.
     """
-    bind = session.get_bind()
+    return sqlite_writer_lock(session.get_bind())
+
+
+def sqlite_writer_lock(bind: Any) -> threading.Lock | None:
+    """The in-process writer lock of a SQLite write engine (see :func:`_sqlite_writer_lock`); else None."""
     if bind.dialect.name != "sqlite" or bind.get_execution_options().get("sqlite_begin") == "DEFERRED":
         return None
     with _SQLITE_WRITERS_GUARD:

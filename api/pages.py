@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from api import curation
+from api.arrivals import embed_after_response
 from api.deps import IdPath, Principal, SessionDep, SettingsDep, TransactionalRoute, principal_for_id, principal_for_key
 from api.errors import ApiError
 from api.queries import (
@@ -303,7 +304,7 @@ def new_note(request: Request, session: SessionDep, user: NotePage) -> Response:
 
 @router.post("/notes")
 def submit_note(
-    request: Request, session: SessionDep, settings: SettingsDep, user: NotePage,
+    request: Request, background: BackgroundTasks, session: SessionDep, settings: SettingsDep, user: NotePage,
     text: Annotated[str, Form(max_length=200_000)] = "", account_name: Annotated[str, Form(max_length=1000)] = "",
     deal_stage: Annotated[str, Form(max_length=200)] = "", deal_amount: Annotated[str, Form(max_length=50)] = "",
     tags: Annotated[str, Form(max_length=2000)] = "", idempotency_key: Annotated[str, Form(max_length=150)] = "",
@@ -331,6 +332,7 @@ def submit_note(
         status_code = exc.status  # 429 when rate-limited, so a client can tell waiting from fixing the note
     if errors:
         return _note_form(request, session, user, values=values, errors=errors, status_code=status_code)
+    embed_after_response(request, background, [feedback_id])
     return RedirectResponse(f"/notes/{feedback_id}", status_code=303)
 
 

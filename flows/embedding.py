@@ -27,7 +27,7 @@ from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
 from models.tables import Embedding
 from pipeline.embedding import Embedder, make_embedder
-from pipeline.embedding_store import missing_hashes, to_bytes
+from pipeline.embedding_store import embed_missing, missing_hashes, to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +166,31 @@ def run_embed_batches(settings: Settings) -> int:
     runner_flow = embed_batches.with_options(task_runner=dask_task_runner(value)) if value else embed_batches
     batch = max(settings.embedding_batch_size * 4, 64)
     return int(runner_flow(settings=settings, batch_size=batch))
+
+
+@task(name="embed-arrivals", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def embed_stored_texts(settings: Settings) -> int:
+    """Embed, in this process, every stored text without a vector for the configured model.
+
+    Returns:
+        Number of texts embedded.
+    """
+    engine = engine_from_settings(settings)
+    try:
+        return embed_missing(make_session_factory(engine), embedder_for(ModelSpec.from_settings(settings)))
+    finally:
+        engine.dispose()
+
+
+def embed_arrivals(settings: Settings) -> int:
+    """Embed what an ingest stored, on the runner ``embedding_task_runner`` names, so that search finds the new
+    items before the next analysis. Which texts lack a vector is read from the tables, as the analysis does,
+    so a crashed or skipped call is made up by the next one.
+
+    Returns:
+        Number of texts embedded.
+    """
+    if task_runner_setting(settings):
+        return run_embed_batches(settings)
+    return int(embed_stored_texts(settings))
+

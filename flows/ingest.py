@@ -14,6 +14,7 @@ from prefect.states import State
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from flows.embedding import embed_arrivals
 from ingest.errors import ConfigError, SourceUnavailable
 from ingest.registry import KINDS, build_connector
 from ingest.sync import SyncFailed, sync_source
@@ -93,7 +94,8 @@ def sources_to_sync(settings: Settings, names: list[str] | None) -> list[str]:
 
 @flow(name="ingest-all")
 def ingest_all(names: list[str] | None = None, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """Sync the named sources (all when None) in parallel tasks.
+    """Sync the named sources (all when None) in parallel tasks, then embed what they stored
+    (``embed_on_arrival``), so search finds the new items before the next analysis.
 
     Returns:
         One summary per source, in order, with ``status`` ``ok`` or ``failed`` (and ``error``).
@@ -114,4 +116,11 @@ def ingest_all(names: list[str] | None = None, settings: Settings | None = None)
         else:
             summaries.append({"source": name, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         get_run_logger().warning("sync of %s failed: %s", name, summaries[-1].get("error"))
+    if settings.embed_on_arrival and any(int(s.get("inserted") or 0) + int(s.get("updated") or 0)
+                                         for s in summaries):
+        try:
+            get_run_logger().info("embedded %d new texts", embed_arrivals(settings))
+        except Exception as exc:  # what was stored stays stored; the next analysis embeds it
+            get_run_logger().warning("embedding the new items failed, the next analysis will embed them: %s: %s",
+                                     type(exc).__name__, exc)
     return summaries

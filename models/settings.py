@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         "", description="Where embedding batches run: empty in-process; `local:N` a Dask LocalCluster of N "
         "workers; otherwise a Dask scheduler address such as tcp://host:8786."
     )
+    embed_on_arrival: bool = Field(
+        True, description="Embed feedback when it arrives (after each ingest flow, and in the API for notes and "
+        "batches) so search finds it before the next analysis; the analysis embeds whatever is still missing."
+    )
     stale_run_hours: float = Field(
         6.0, ge=0, description="An analysis still `running` after this long was killed; the next run marks it "
         "`abandoned`."

@@ -6,10 +6,12 @@ import datetime as dt
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import curation
+from api.arrivals import embed_after_response
 from api.deps import (
     IdPath,
     IdQuery,
@@ -27,6 +29,7 @@ from api.schemas import BatchIn, BatchOut, FeedbackKind, FeedbackOut, FeedbackPa
 from ingest.errors import InvalidRecord
 from ingest.field_notes import submit_field_note
 from models.settings import Settings
+from models.tables import Feedback
 
 _FIELD = re.compile(r"field '(\w+)'")
 
@@ -69,17 +72,20 @@ def store_field_note(session: Session, settings: Settings, principal: Principal,
 
 @router.post("", status_code=201, response_model=FeedbackOut, summary="Submit a field note")
 def create_field_note(
-    note: FieldNoteIn, request: Request, session: SessionDep, settings: SettingsDep, principal: NoteWriterDep,
+    note: FieldNoteIn, request: Request, background: BackgroundTasks, session: SessionDep, settings: SettingsDep,
+    principal: NoteWriterDep,
     idempotency_key: Annotated[str | None, Header(max_length=150, description="Retries with the same key "
                                                  "return the first item instead of storing a second.")] = None,
 ) -> FeedbackOut:
     feedback_id = store_field_note(session, settings, principal, note, idempotency_key=idempotency_key,
                                    limiter_state=request.app.state)
+    embed_after_response(request, background, [feedback_id])
     return feedback_outs(session, [get_feedback(session, feedback_id)])[0]
 
 
 @router.post("/batch", response_model=BatchOut, summary="Push up to 1,000 items")
-def create_batch(batch: BatchIn, session: SessionDep, settings: SettingsDep, principal: IngestDep) -> BatchOut:
+def create_batch(batch: BatchIn, request: Request, background: BackgroundTasks, session: SessionDep,
+                 settings: SettingsDep, principal: IngestDep) -> BatchOut:
     from ingest.records import AccountRef, FeedbackRecord
     from ingest.upsert import FeedbackWriter, get_or_create_source
 
@@ -98,6 +104,9 @@ def create_batch(batch: BatchIn, session: SessionDep, settings: SettingsDep, pri
     ]
     stats = FeedbackWriter(session, source, redact_pii=settings.redact_pii, store_raw_text=settings.store_raw_text,
                            max_text_bytes=settings.max_text_bytes).write(records, stream="api")
+    if stats.inserted or stats.updated:
+        embed_after_response(request, background, session.scalars(select(Feedback.id).where(
+            Feedback.source_id == source.id, Feedback.external_id.in_([r.external_id for r in records]))).all())
     return BatchOut(source=source.name, reasons=stats.reasons, **stats.as_dict())
 
 

@@ -26,6 +26,7 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", settings.effective_database_url)
     monkeypatch.setenv("GROUNDSWELL_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("GROUNDSWELL_ZENDESK_TOKEN", "zd-cli-secret")
+    monkeypatch.setenv("GROUNDSWELL_EMBEDDING_MODEL", "hashing-128")  # a sync embeds what it stored
     return CliRunner()
 
 

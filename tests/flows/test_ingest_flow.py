@@ -9,10 +9,12 @@ from prefect.states import Completed, Failed
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+import flows.ingest
 from flows.ingest import SourceSyncError, ingest_all, retry_on_io_error, sources_to_sync, sync_one
 from ingest.errors import ConfigError
 from models.settings import Settings
-from models.tables import Feedback, Source
+from models.tables import Embedding, Feedback, Source
+from pipeline.embedding_store import missing_hashes
 
 
 def add(sessions: sessionmaker[Session], name: str, kind: str, config: dict[str, str]) -> None:
@@ -43,6 +45,34 @@ def test_a_failing_source_does_not_stop_the_others(sessions: sessionmaker[Sessio
         assert session.scalar(select(func.count()).select_from(Feedback)) == 12
     again = ingest_all(names=["good"], settings=settings)
     assert again[0]["status"] == "ok" and again[0]["inserted"] == 0
+
+
+def test_what_a_sync_stores_is_embedded_before_any_analysis(sessions: sessionmaker[Session], settings: Settings,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings.model_copy(update={"embedding_model": "hashing-128"})
+    write_csv(tmp_path / "a.csv", 12)
+    add(sessions, "good", "file", {"path": str(tmp_path / "a.csv")})
+    assert ingest_all(settings=settings)[0]["inserted"] == 12
+    with sessions() as session:
+        assert missing_hashes(session, "hashing-128") == []  # search finds them before the next analysis
+        assert session.scalar(select(func.count()).select_from(Embedding)) == 12
+
+    def broken(_settings: Settings) -> int:
+        raise OSError("model file unreadable")
+
+    monkeypatch.setattr(flows.ingest, "embed_arrivals", broken)
+    write_csv(tmp_path / "a.csv", 15)
+    summary = ingest_all(names=["good"], settings=settings)[0]
+    assert summary["status"] == "ok" and summary["inserted"] == 3  # the sync stands; the analysis embeds them
+    with sessions() as session:
+        assert len(missing_hashes(session, "hashing-128")) == 3
+
+    calls: list[Settings] = []
+    monkeypatch.setattr(flows.ingest, "embed_arrivals", calls.append)
+    write_csv(tmp_path / "a.csv", 16)
+    off = settings.model_copy(update={"embed_on_arrival": False})
+    assert ingest_all(names=["good"], settings=off)[0]["inserted"] == 1 and calls == []
+    assert ingest_all(names=["good"], settings=settings)[0]["inserted"] == 0 and calls == []  # nothing new
 
 
 def test_unknown_source_name_is_a_config_error(sessions: sessionmaker[Session], settings: Settings) -> None:
