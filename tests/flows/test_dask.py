@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.orm import Session, sessionmaker
 
 import flows.embedding
@@ -104,3 +104,15 @@ def test_store_vectors_skips_what_is_stored(sessions: sessionmaker[Session]) -> 
     assert store_vectors(sessions, "m", []) == 0
     got = stored(sessions, "m")
     np.testing.assert_array_equal(got["x"], a)  # the first vector stays
+
+
+def test_store_vectors_keeps_a_vector_stored_after_its_check(sessions: sessionmaker[Session],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API embeds notes as they arrive: a vector can land between the lookup and the insert."""
+    a, b = np.ones(4, dtype=np.float32) / 2, np.zeros(4, dtype=np.float32)
+    assert store_vectors(sessions, "m", [("x", a)]) == 1
+    monkeypatch.setattr(flows.embedding, "select", lambda *cols: select(*cols).where(false()))  # a stale lookup
+    assert store_vectors(sessions, "m", [("x", b), ("y", b)]) == 2
+    got = stored(sessions, "m")
+    np.testing.assert_array_equal(got["x"], a)
+    np.testing.assert_array_equal(got["y"], b)
