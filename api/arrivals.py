@@ -15,6 +15,8 @@ note, or a text already known, costs one lookup.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -28,6 +30,10 @@ from models.tables import Embedding, Feedback
 from pipeline.embedding_store import embed_pairs
 
 log = logging.getLogger(__name__)
+
+# Embedding a note costs a few ms of CPU that no request waits for: at nice 10 the thread mostly runs when
+# request threads do not need the core.
+ARRIVAL_NICENESS = 10
 
 
 class ArrivalEmbedder:
@@ -108,6 +114,7 @@ class ArrivalEmbedder:
             return batch
 
     def _run(self) -> None:
+        _lower_this_threads_priority()
         while (batch := self._take()) is not None:
             try:
                 self._embed(batch)
@@ -129,6 +136,19 @@ class ArrivalEmbedder:
         lock: AbstractContextManager[Any] | None = self.write_lock() if self.write_lock else None
         self.embedded += embed_pairs(self.sessions, self.embedder, todo, batch_size=self.batch_size,
                                      write_lock=lock)
+
+
+def _lower_this_threads_priority(niceness: int = ARRIVAL_NICENESS) -> None:
+    """Let requests have the cores first: on Linux a thread has its own nice value (its task id is its own
+    process id for ``setpriority``). Elsewhere, or when refused, the thread runs at normal priority."""
+    if sys.platform != "linux":
+        return
+    tid = threading.get_native_id()
+    try:
+        if os.getpriority(os.PRIO_PROCESS, tid) < niceness:  # never raise it (a server already run under nice)
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+    except OSError:
+        log.debug("could not lower the arrival embedder's priority", exc_info=True)
 
 
 def embed_after_response(request: Request, background: BackgroundTasks, feedback_ids: Sequence[int]) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
-from api.arrivals import ArrivalEmbedder
+from api.arrivals import ARRIVAL_NICENESS, ArrivalEmbedder
 from models.tables import Embedding, Feedback
 from pipeline.embedding import HashingEmbedder
 from pipeline.embedding_store import from_bytes
@@ -114,3 +118,14 @@ def test_the_queue_is_bounded_and_closes(sessions: Any, embedder: Any) -> None:
     assert bounded.flush(timeout=10)  # ids of no stored item are skipped without error
     assert bounded.failed == 0
     bounded.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are a Linux feature")
+def test_the_embedding_thread_yields_the_cores_to_requests(sessions: Any, embedder: Any) -> None:
+    arrivals = ArrivalEmbedder(sessions, embedder)
+    arrivals.submit([1])
+    assert arrivals.flush(timeout=10) and arrivals._thread is not None
+    assert os.getpriority(os.PRIO_PROCESS, arrivals._thread.native_id or 0) >= ARRIVAL_NICENESS
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < ARRIVAL_NICENESS  # only that thread
+    arrivals.close()
+
