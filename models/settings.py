@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     )
     theme_merge_similarity: float = Field(
         0.80, gt=0, le=1, description="Themes found in one run whose centroids are at least this similar (cosine) "
-        "are merged into one, as a rerun would match them to one theme; 1 merges only identical ones. Like the "
-        "other similarity settings, on the default model's cosine scale."
+        "are merged into one, as a rerun would match them to one theme. The cosine leaves out each theme's "
+        "self-pairs, so it does not depend on theme sizes; 1 merges only themes whose rows are as alike across "
+        "the two as within each. Like the other similarity settings, on the default model's cosine scale."
     )
 
     # Opportunities

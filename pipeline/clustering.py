@@ -20,11 +20,13 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
    alone tends to over-split; parsimony is the usual "simplest model close to the best" choice and is
    not tuned to any dataset.
 6. **Merge** themes whose centroids are nearly parallel: while two themes' centroids (on the raw rows) have a
-   cosine similarity of at least ``merge_similarity``, the closest pair becomes one theme. Silhouette
+   cosine similarity of at least ``merge_similarity``, the closest pair becomes one theme. The cosine leaves
+   out each theme's self-pairs (see :func:`merge_close_themes`), so it does not depend on the themes'
+   sizes: two loose themes of a few rows each compare as the same two themes would with many rows. Silhouette
    splits a large intent into several adjacent themes when its phrasings form sub-modes (DSTC11 finance:
-   one loan intent in six themes at centroid cosine 0.81-0.86); distinct intents, even close ones
-   (CLINC150's ``calendar`` and ``calendar_update``, at most 0.79), stay below 0.80. The threshold is on
-   the cosine scale of the product's embedding model (all-MiniLM-L6-v2); ``None`` turns the step off.
+   one loan intent in several themes); most distinct intents stay below 0.80, though not all (CLINC150's
+   ``calendar`` and ``calendar_update`` are merged). The threshold is on the cosine scale of the product's
+   embedding model (all-MiniLM-L6-v2); ``None`` turns the step off.
 7. **Assign** every item to its nearest theme centroid on the *raw* rows (blocked, so 1M x 384 fits in
    memory), with a couple of Lloyd passes on all items when the discovery ran on a sample; themes smaller
    than ``min_theme_size`` are dissolved into their neighbours. Smoothing finds the themes but blurs the
@@ -147,15 +149,35 @@ def cosine_silhouette(X: np.ndarray, labels: np.ndarray, rows: np.ndarray | None
     return float(s.mean())
 
 
+def _unbiased_norms(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``n * sqrt(w)`` per theme: the length of its row sum with the ``n`` self-pairs taken out.
+
+    ``w`` = (|sum|^2 - n) / (n (n - 1)) is the theme's mean pairwise similarity (unit rows); a theme of one
+    row keeps its plain length. Empty themes and themes whose rows are not similar at all get a tiny floor.
+    """
+    n = counts.astype(np.float64)
+    squared = (sums * sums).sum(axis=1)
+    within = np.where(n > 1, (squared - n) / np.maximum(n * (n - 1), 1.0), 1.0)
+    return np.maximum(n * np.sqrt(np.clip(within, 1e-6, None)), 1e-12)
+
+
 def merge_close_themes(X: np.ndarray, labels: np.ndarray, similarity: float | None) -> np.ndarray:
     """Merge themes, closest pair first, while their centroids' cosine similarity is at least ``similarity``.
 
     Each merge replaces the pair by one theme whose centroid is the mean of all its rows, so the next
     comparison is against the merged theme, as in average-centroid agglomeration.
 
+    The cosine is taken without each theme's self-pairs: the squared length of a theme's mean row is
+    ``1/n + (n-1)/n * w`` (``w`` its mean pairwise similarity), so the plain centroid cosine is shrunk by
+    ``1/n`` and judges two small or loose themes less similar than the same two themes with more rows. With
+    ``w`` in place of that squared length the cosine is the unbiased estimate (mean cross-pair similarity
+    over ``sqrt(w_a * w_b)``), the same for a theme of 15 rows as for the same theme of 1,500, so whether
+    two themes merge no longer depends on how many rows each happened to get.
+
     Args:
         X: ``(n, d)`` unit rows; ``labels`` ``(n,)`` in ``0..k-1`` (``-1`` rows are ignored and kept).
-        similarity: merge threshold on the centroid cosine; ``None`` (or above 1) merges nothing.
+        similarity: merge threshold on that cosine; ``None`` merges nothing. The cosine can exceed 1 for
+            two themes whose rows are more alike across than within, so even 1 still merges those.
 
     Returns:
         ``(n,)`` int64 labels renumbered ``0..k'-1`` (a merged theme takes the lower id's place), ``k' <= k``.
@@ -166,8 +188,7 @@ def merge_close_themes(X: np.ndarray, labels: np.ndarray, similarity: float | No
         return labels.copy()
     sums, counts = _cluster_sums(X, labels, k)
     alive = counts > 0
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    centroids = sums / np.maximum(norms, 1e-12)
+    centroids = sums / _unbiased_norms(sums, counts)[:, None]
     sims = centroids @ centroids.T
     sims[~alive, :] = -np.inf
     sims[:, ~alive] = -np.inf
@@ -181,7 +202,8 @@ def merge_close_themes(X: np.ndarray, labels: np.ndarray, similarity: float | No
         parent[parent == gone] = keep
         alive[gone] = False
         sums[keep] += sums[gone]
-        centroids[keep] = sums[keep] / max(float(np.linalg.norm(sums[keep])), 1e-12)
+        counts[keep] += counts[gone]
+        centroids[keep] = sums[keep] / _unbiased_norms(sums[keep:keep + 1], counts[keep:keep + 1])[0]
         row = centroids @ centroids[keep]
         row[~alive] = -np.inf
         row[keep] = -np.inf

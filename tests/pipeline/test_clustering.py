@@ -238,3 +238,24 @@ def test_merge_close_themes_joins_close_pairs_and_keeps_distinct_themes() -> Non
     np.testing.assert_array_equal(merge_close_themes(rows, labels, 0.85), [0, 0, 0, 0, 1, 1, -1])
     np.testing.assert_array_equal(merge_close_themes(rows, labels, 0.95), labels)
     np.testing.assert_array_equal(merge_close_themes(rows, labels, None), labels)
+
+
+def _loose_theme(rng: np.random.Generator, centre: np.ndarray, n: int, spread: float = 1.5) -> np.ndarray:
+    rows = centre + spread * rng.standard_normal((n, centre.shape[0])) / np.sqrt(centre.shape[0])
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("size", [5, 200])
+def test_the_merge_judges_two_themes_alike_whatever_their_sizes(size: int) -> None:
+    # Two halves of one loose theme (rows about 0.3 alike, within each half and across) and a distinct theme.
+    # A centroid's plain cosine counts each row's similarity with itself, which shrinks it for few loose
+    # rows: about 0.68 for the two halves at 5 rows each, 0.99 at 200, so only the large ones merged.
+    rng = np.random.default_rng(7)
+    centres = np.eye(256, dtype=np.float32)[:2]
+    rows = np.vstack([_loose_theme(rng, centres[0], size), _loose_theme(rng, centres[0], size),
+                      _loose_theme(rng, centres[1], size)])
+    labels = np.repeat([0, 1, 2], size)
+    merged = merge_close_themes(rows, labels, 0.80)
+    assert len(set(merged[:2 * size])) == 1  # the two halves are one theme
+    assert merged[-1] != merged[0] and len(set(merged[2 * size:])) == 1  # the distinct theme stays apart
+
