@@ -94,7 +94,6 @@ class BrokenEmbedder(HashingEmbedder):
 def test_a_failing_embedder_loses_no_note_and_is_counted(settings: Any, engine: Any, auth: Any,
                                                         sessions: Any) -> None:
     app = create_app(settings, embedder=BrokenEmbedder())
-    app.state.arrivals.embedder = BrokenEmbedder()
     with TestClient(app) as client:
         note = client.post("/v1/feedback", json={"text": "Dark mode please", "account_name": "Acme"},
                            headers=auth("sales"))

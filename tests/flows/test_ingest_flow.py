@@ -17,6 +17,12 @@ from models.tables import Embedding, Feedback, Source
 from pipeline.embedding_store import missing_hashes
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test settings with the hashing embedder: a sync embeds what it stored (embed_on_arrival)."""
+    return settings.model_copy(update={"embedding_model": "hashing-128"})
+
+
 def add(sessions: sessionmaker[Session], name: str, kind: str, config: dict[str, str]) -> None:
     with sessions.begin() as session:
         session.add(Source(name=name, kind=kind, config=config))
@@ -49,7 +55,6 @@ def test_a_failing_source_does_not_stop_the_others(sessions: sessionmaker[Sessio
 
 def test_what_a_sync_stores_is_embedded_before_any_analysis(sessions: sessionmaker[Session], settings: Settings,
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings.model_copy(update={"embedding_model": "hashing-128"})
     write_csv(tmp_path / "a.csv", 12)
     add(sessions, "good", "file", {"path": str(tmp_path / "a.csv")})
     assert ingest_all(settings=settings)[0]["inserted"] == 12
