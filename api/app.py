@@ -265,7 +265,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.query_embedder = QueryEmbedder(app.state.embedder)
     app.state.arrivals = ArrivalEmbedder(
         sessions, app.state.embedder, read_sessions=app.state.read_sessions,
-        write_lock=lambda: sqlite_writer_lock(engine),
+        write_lock=sqlite_writer_lock(engine),
     ) if settings.embed_on_arrival else None
     app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
     app.state.vector_index = VectorIndex(app.state.read_sessions)

@@ -23,11 +23,9 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from fastapi import BackgroundTasks, Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.tables import Embedding, Feedback
-from pipeline.embedding_store import embed_pairs
+from pipeline.embedding_store import embed_pairs, missing_hashes
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +44,13 @@ class ArrivalEmbedder:
         embedder: the model that encodes (the API's search model, the one the analysis uses).
         batch_size: most texts encoded in one call.
         max_pending: ids held at most; more are left to the next analysis (and counted in ``dropped``).
-        write_lock: a callable giving the lock held around each write (the API's SQLite writer queue),
-            or None.
+        write_lock: held around each write (the API's SQLite writer queue), or None.
     """
 
     def __init__(self, sessions: sessionmaker[Session], embedder: Any, *,
                  read_sessions: sessionmaker[Session] | None = None, batch_size: int = 64,
-                 max_pending: int = 100_000, write_lock: Any = None) -> None:
+                 max_pending: int = 100_000,
+                 write_lock: AbstractContextManager[Any] | None = None) -> None:
         self.sessions = sessions
         self.read_sessions = read_sessions or sessions
         self.embedder = embedder
@@ -123,19 +121,12 @@ class ArrivalEmbedder:
                 log.exception("embedding %d arrived items failed; the next analysis will embed them", len(batch))
 
     def _embed(self, feedback_ids: list[int]) -> None:
-        model = self.embedder.name
         with self.read_sessions() as session:
-            rows = session.execute(
-                select(Feedback.content_hash, Feedback.text)
-                .outerjoin(Embedding, (Embedding.content_hash == Feedback.content_hash) & (Embedding.model == model))
-                .where(Feedback.id.in_(feedback_ids), Embedding.content_hash.is_(None))
-            ).tuples().all()
-        todo = list(dict(rows).items())  # one per text
+            todo = missing_hashes(session, self.embedder.name, feedback_ids)
         if not todo:
             return
-        lock: AbstractContextManager[Any] | None = self.write_lock() if self.write_lock else None
         self.embedded += embed_pairs(self.sessions, self.embedder, todo, batch_size=self.batch_size,
-                                     write_lock=lock)
+                                     write_lock=self.write_lock)
 
 
 def _lower_this_threads_priority(niceness: int = ARRIVAL_NICENESS) -> None:

@@ -227,19 +227,14 @@ _SQLITE_WRITERS_GUARD = threading.Lock()
 SQLITE_WRITER_WAIT_S = 60.0
 
 
-def _sqlite_writer_lock(session: Session) -> threading.Lock | None:
-    """The in-process writer lock of a SQLite write session; None for read sessions and other databases.
+def sqlite_writer_lock(bind: Any) -> threading.Lock | None:
+    """The in-process writer lock of a SQLite write engine; None for read engines and other databases.
 
     SQLite lets one writer in at a time, and its busy handler makes the others poll with sleeps of up to
     100 ms: under a burst of writes (a thousand field notes at once) some waiters lose every poll until
     the busy timeout and fail with "database is locked". Queueing on a lock first lets each waiter in
     as soon as the one before it commits; other processes still meet the busy timeout as before.
     """
-    return sqlite_writer_lock(session.get_bind())
-
-
-def sqlite_writer_lock(bind: Any) -> threading.Lock | None:
-    """The in-process writer lock of a SQLite write engine (see :func:`_sqlite_writer_lock`); else None."""
     if bind.dialect.name != "sqlite" or bind.get_execution_options().get("sqlite_begin") == "DEFERRED":
         return None
     with _SQLITE_WRITERS_GUARD:
@@ -254,7 +249,7 @@ def _transactional(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         sessions = [v for v in kwargs.values() if isinstance(v, Session)]
         with ExitStack() as held:
-            for lock in {id(lk): lk for s in sessions if (lk := _sqlite_writer_lock(s)) is not None}.values():
+            for lock in {id(lk): lk for s in sessions if (lk := sqlite_writer_lock(s.get_bind())) is not None}.values():
                 if not lock.acquire(timeout=SQLITE_WRITER_WAIT_S):
                     raise HTTPException(status_code=503, detail="the database is busy; retry shortly",
                                         headers={"Retry-After": "1"})

@@ -23,11 +23,11 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.db import engine_from_settings, insert_for, make_session_factory, session_scope
+from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
-from models.tables import Embedding, utcnow
+from models.tables import Embedding
 from pipeline.embedding import Embedder, make_embedder
-from pipeline.embedding_store import embed_missing, missing_hashes, to_bytes
+from pipeline.embedding_store import embed_missing, missing_hashes, store_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,7 @@ def store_vectors(factory: sessionmaker[Session], model: str, pairs: Iterable[tu
         present = set(session.scalars(select(Embedding.content_hash).where(
             Embedding.model == model, Embedding.content_hash.in_([h for h, _ in rows]))))
         fresh = [(h, v) for h, v in dict(rows).items() if h not in present]
-        if fresh:  # a vector stored since the check (the API embeds notes as they arrive) is kept, not an error
-            table = Embedding.__table__
-            now = utcnow()
-            session.execute(insert_for(session)(table).on_conflict_do_nothing(
-                index_elements=[table.c.content_hash, table.c.model]),
-                [{"content_hash": h, "model": model, "dim": int(v.shape[0]), "vector": to_bytes(v),
-                  "created_at": now} for h, v in fresh])
+        store_embeddings(session, model, fresh)  # one stored since the check keeps its vector
     return len(fresh)
 
 

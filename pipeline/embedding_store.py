@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -33,18 +33,32 @@ def from_bytes(blob: bytes, dim: int | None = None) -> np.ndarray:
     return vec
 
 
-def missing_hashes(session: Session, model: str) -> list[tuple[str, str]]:
-    """(content hash, text) of feedback whose text has no vector for ``model`` yet, in a stable order."""
-    rows = session.execute(
-        select(Feedback.content_hash, Feedback.text)
-        .outerjoin(Embedding, (Embedding.content_hash == Feedback.content_hash) & (Embedding.model == model))
-        .where(Embedding.content_hash.is_(None))
-        .order_by(Feedback.content_hash)
-    ).tuples()
+def missing_hashes(session: Session, model: str,
+                   feedback_ids: Sequence[int] | None = None) -> list[tuple[str, str]]:
+    """(content hash, text) of feedback whose text has no vector for ``model`` yet, in a stable order; only
+    among ``feedback_ids`` when given."""
+    stmt = (select(Feedback.content_hash, Feedback.text)
+            .outerjoin(Embedding, (Embedding.content_hash == Feedback.content_hash) & (Embedding.model == model))
+            .where(Embedding.content_hash.is_(None)))
+    if feedback_ids is not None:
+        stmt = stmt.where(Feedback.id.in_(feedback_ids))
+    rows = session.execute(stmt.order_by(Feedback.content_hash)).tuples()
     seen: dict[str, str] = {}
     for content_hash, text in rows:
         seen.setdefault(content_hash, text)
     return list(seen.items())
+
+
+def store_embeddings(session: Session, model: str, pairs: Iterable[tuple[str, np.ndarray]]) -> None:
+    """Insert (content hash, vector) rows for ``model``; a key another writer stored meanwhile (the API embeds
+    notes as they arrive, an analysis embeds what is missing) keeps its vector and is not an error."""
+    now = utcnow()
+    rows = [{"content_hash": h, "model": model, "dim": int(v.shape[0]), "vector": to_bytes(v), "created_at": now}
+            for h, v in pairs]
+    if rows:
+        table = Embedding.__table__
+        session.execute(insert_for(session)(table).on_conflict_do_nothing(
+            index_elements=[table.c.content_hash, table.c.model]), rows)
 
 
 def embed_missing(factory: sessionmaker[Session], embedder: Embedder, *, batch_size: int = 4096,
@@ -67,9 +81,8 @@ def embed_pairs(factory: sessionmaker[Session], embedder: Embedder, todo: Sequen
     """Embed ``(content hash, text)`` pairs and store their vectors; each batch commits on its own.
 
     Batch k is written by a helper thread while batch k + 1 is encoded, so a fast encoder (a GPU) does
-    not wait on the database. A vector another process stored meanwhile (the API embeds field notes as
-    they arrive, an analysis embeds what is missing) is left as it is: the insert skips conflicting keys,
-    so the two never fail each other.
+    not wait on the database. Vectors are written by :func:`store_embeddings`, so a key another writer
+    stored meanwhile is left as it is.
 
     Args:
         write_lock: held around each batch's write transaction (the API's SQLite writer queue).
@@ -80,15 +93,8 @@ def embed_pairs(factory: sessionmaker[Session], embedder: Embedder, todo: Sequen
     done = 0
 
     def store(batch: Sequence[tuple[str, str]], vectors: np.ndarray) -> None:
-        now = utcnow()
         with write_lock or nullcontext(), session_scope(factory) as session:
-            table = Embedding.__table__
-            session.execute(insert_for(session)(table).on_conflict_do_nothing(
-                index_elements=[table.c.content_hash, table.c.model]), [
-                {"content_hash": h, "model": embedder.name, "dim": int(vectors.shape[1]),
-                 "vector": to_bytes(v), "created_at": now}
-                for (h, _), v in zip(batch, vectors, strict=True)
-            ])
+            store_embeddings(session, embedder.name, zip([h for h, _ in batch], vectors, strict=True))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-store") as writer:
         pending: tuple[Future[None], int] | None = None
