@@ -8,16 +8,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from api.cli_schedule import LocalPrefectServer, free_port, register
 from flows.deployments import PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT, build_deployments
+from models.db import make_engine
 from models.settings import Settings
+from models.tables import AnalysisRun, Report
 
 # api.cli registers the command itself once `api.cli_schedule` is among its extensions; until then, here.
 LAUNCH = (
@@ -69,14 +74,15 @@ def test_command_is_registered() -> None:
     assert result.exit_code == 0 and "cron schedules" in result.output
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
-def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
+@contextmanager
+def scheduling(tmp_path: Path, pipeline_cron: str) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
+    """`groundswell schedule` in a subprocess with its own local Prefect server, once both deployments are
+    registered: yields the process, the server's API URL and the deployments by name; kills it if still running."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "GROUNDSWELL_"))}
     env.update(GROUNDSWELL_DATA_DIR=str(tmp_path / "var"), GROUNDSWELL_TIMEZONE="Europe/Berlin",
-               GROUNDSWELL_PIPELINE_CRON="15 * * * *", PREFECT_HOME=str(tmp_path / "prefect-client"),
+               GROUNDSWELL_PIPELINE_CRON=pipeline_cron, PREFECT_HOME=str(tmp_path / "prefect-client"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false")
     log = (tmp_path / "schedule.log").open("w+b")
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "schedule", "--port", str(port)], env=env,
@@ -93,17 +99,18 @@ def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop
                 break
             time.sleep(1)
         assert proc.poll() is None, (tmp_path / "schedule.log").read_text()
-        assert crons(found[PIPELINE_DEPLOYMENT]) == [("15 * * * *", "Europe/Berlin", True)]
-        assert crons(found[REPORT_DEPLOYMENT]) == [("0 8 * * 1", "Europe/Berlin", True)]
-        assert found[REPORT_DEPLOYMENT]["parameters"] == {"deliver": True}
-        assert (tmp_path / "var" / "prefect" / "server.log").is_file()  # its state lives under the data dir
-
-        proc.send_signal(stop_signal)
-        assert proc.wait(timeout=60) == 0
+        yield proc, api_url, found
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        log.close()
+
+
+def assert_stopped_cleanly(tmp_path: Path, proc: subprocess.Popen[bytes], api_url: str,
+                           stop_signal: signal.Signals) -> None:
+    proc.send_signal(stop_signal)
+    assert proc.wait(timeout=60) == 0, (tmp_path / "schedule.log").read_text()
     output = (tmp_path / "schedule.log").read_text()
     stopped = re.search(r"local Prefect server \(pid (\d+)\) stopped$", output, re.MULTILINE)
     assert stopped, output
@@ -111,3 +118,51 @@ def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop
         os.kill(int(stopped.group(1)), 0)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api_url}/health", timeout=2.0)
+
+
+# Once a year, at night: no scheduled run starts while a test is stopping the command.
+RARE_CRON = "15 4 1 1 *"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    with scheduling(tmp_path, RARE_CRON) as (proc, api_url, found):
+        assert crons(found[PIPELINE_DEPLOYMENT]) == [(RARE_CRON, "Europe/Berlin", True)]
+        assert crons(found[REPORT_DEPLOYMENT]) == [("0 8 * * 1", "Europe/Berlin", True)]
+        assert found[REPORT_DEPLOYMENT]["parameters"] == {"deliver": True}
+        assert (tmp_path / "var" / "prefect" / "server.log").is_file()  # its state lives under the data dir
+        assert_stopped_cleanly(tmp_path, proc, api_url, stop_signal)
+
+
+def run_deployment(api_url: str, deployment: dict[str, Any], timeout_s: float = 240.0) -> dict[str, Any]:
+    """Start a run of ``deployment`` on the server (as its schedule would) and wait until it ends."""
+    response = httpx.post(f"{api_url}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10.0)
+    response.raise_for_status()
+    run_id = response.json()["id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{api_url}/flow_runs/{run_id}", timeout=10.0).json()
+        if run["state"] and run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} of {deployment['name']} did not end within {timeout_s:.0f}s")
+
+
+@pytest.mark.slow
+def test_served_deployments_run_to_completion(tmp_path: Path) -> None:
+    """What the schedule starts runs the product's flows: each deployment's run completes and leaves its mark."""
+    with scheduling(tmp_path, RARE_CRON) as (proc, api_url, found):
+        for name in (PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT):
+            run = run_deployment(api_url, found[name])
+            assert run["state"]["type"] == "COMPLETED", (
+                f"{name}: {run['state']}\n{(tmp_path / 'schedule.log').read_text()[-6000:]}")
+        engine = make_engine(Settings(data_dir=tmp_path / "var").effective_database_url)
+        try:
+            with engine.connect() as conn:
+                kinds = set(conn.scalars(select(AnalysisRun.kind).where(AnalysisRun.status == "succeeded")))
+                reports = conn.scalar(select(func.count()).select_from(Report))
+        finally:
+            engine.dispose()
+        assert "full" in kinds and reports == 1, (kinds, reports)  # an analysis on empty data, a report
+        assert_stopped_cleanly(tmp_path, proc, api_url, signal.SIGINT)
