@@ -174,6 +174,11 @@ class FeedbackFileStream(_FileStream):
         if size > c.max_text_bytes:
             return Rejection(key, row.raw[:2000], f"text over limit: {size} bytes, the limit is {c.max_text_bytes}")
         raw_date = _get(values, c.mapping["occurred_at"])
+        if raw_date is None or (isinstance(raw_date, str) and not raw_date.strip()):
+            column = c.mapping["occurred_at"]
+            present = "is empty" if column in values else "is missing"
+            return Rejection(key, row.raw, f"bad date: the column {column!r} {present}; every item needs the time "
+                             f"it was written (map.occurred_at=COLUMN reads it from another column)")
         try:
             occurred = parse_timestamp(raw_date)
         except ValueError as exc:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ingest.connectors.files import FileConnector
 from ingest.errors import ConfigError
 from ingest.sync import sync_source
-from models.tables import Account, Feedback, RejectedRecord, SyncState
+from models.tables import Account, Feedback, RejectedRecord, Source, SyncState
 from tests.ingest.conftest import add_source, assert_crash_and_rerun_equal, feedback_rows, run_ok
 
 HEADER = ["external_id", "text", "occurred_at", "account_name", "account_domain", "author_email", "kind", "title"]
@@ -205,6 +205,28 @@ def test_crash_mid_file_then_rerun_equals_one_clean_run(sessions: sessionmaker[S
     options = {"path": str(path), "page_size": "25"}
     add_source(sessions, "f", "file", options)
     assert_crash_and_rerun_equal(sessions, "f", lambda: connector("f", **options), pages_before_crash=2)
+
+
+def test_a_missing_date_names_its_column_and_the_mapping(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("id,text,created\n1,Export to CSV please,2026-01-05\n2,Dark mode,\n")
+    add_source(sessions, "x", "file", {"path": str(path)})
+    run_ok(sessions, "x", connector("x", path=str(path)))
+    with sessions() as session:
+        reasons = {k: r for k, r in session.execute(select(RejectedRecord.record_key, RejectedRecord.reason))}
+    assert set(reasons) == {"export.csv:2", "export.csv:3"}
+    assert all("'occurred_at' is missing" in r and "map.occurred_at=COLUMN" in r for r in reasons.values())
+
+    mapped = {"path": str(path), "map.occurred_at": "created"}
+    add_source(sessions, "y", "file", mapped)
+    run_ok(sessions, "y", connector("y", **mapped))
+    with sessions() as session:
+        y = session.scalar(select(Source.id).where(Source.name == "y"))
+        reasons = {k: r for k, r in session.execute(select(RejectedRecord.record_key, RejectedRecord.reason)
+                                                    .where(RejectedRecord.source_id == y))}
+        texts = session.scalars(select(Feedback.text).where(Feedback.source_id == y)).all()
+    assert texts == ["Export to CSV please"]
+    assert list(reasons) == ["export.csv:3"] and "the column 'created' is empty" in reasons["export.csv:3"]
 
 
 def test_bad_configuration_is_reported_clearly(tmp_path: Path) -> None:
