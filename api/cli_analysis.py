@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from api.cli_common import console, fail, print_json, runtime, summary_table
+from api.cli_common import console, fail, print_json, record_table, runtime, summary_table
 
 # `--status emerging` means new or emerging themes, strongest momentum first (DESIGN: new or significantly growing).
 TREND_GROUPS = {"emerging": ("new", "emerging")}
@@ -34,8 +34,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result)
             return
-        rows = [{k: v for k, v in result.items() if k != "steps"}]
-        console.print(summary_table("analysis", rows))
+        console.print(record_table("analysis", result))
 
     @app.command()
     def themes(

@@ -65,6 +65,28 @@ def summary_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def record_table(title: str, record: dict[str, Any]) -> Table:
+    """One record as rows of field and value: readable at any terminal width, nested mappings one per line."""
+    table = Table(title=title)
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in record.items():
+        table.add_row(str(key), _cell(value))
+    return table
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Any]:
     """A rich progress bar on stderr; yields ``advance(n)``."""

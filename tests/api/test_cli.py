@@ -84,3 +84,20 @@ def test_demo_load_is_deterministic_and_idempotent(tmp_path: Path, monkeypatch) 
             break
     rows = json.loads(again.output.strip().splitlines()[-1])
     assert sum(r["inserted"] for r in rows) == 0 and sum(r["updated"] for r in rows) == 0
+
+
+def test_analyze_prints_every_field_in_full_on_a_narrow_screen(tmp_path: Path, monkeypatch) -> None:
+    import flows.analysis
+
+    result = {"run_id": 7, "kind": "incremental", "embedded": 1200, "items": 3517, "unassigned_share": 0.0006,
+              "seconds": 12.345, "steps": {"embed": 0.022, "scores": 0.221},
+              "decision": {"full": False, "reason": "incremental", "last_full_at": "2026-12-03T16:40:09+00:00"}}
+    monkeypatch.setattr(flows.analysis, "analyze", lambda full=False: result)
+    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setenv("COLUMNS", "80")
+    out = CliRunner().invoke(app, ["analyze"])
+    assert out.exit_code == 0, out.output
+    assert max(len(line) for line in out.output.splitlines()) <= 80
+    for text in ("run_id", "incremental", "1,200", "3,517", "unassigned_share", "0.0006", "12.35", "embed: 0.022",
+                 "scores: 0.221", "full: False", "last_full_at: 2026-12-03T16:40:09+00:00"):
+        assert text in out.output, (text, out.output)
