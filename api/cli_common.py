@@ -40,8 +40,8 @@ class Runtime:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Exit non-zero with a one-line reason on stderr."""
-    err_console.print(f"error: {message}", markup=False, highlight=False)
+    """Exit non-zero with the reason on stderr."""
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)  # whole lines
     raise typer.Exit(code)
 
 

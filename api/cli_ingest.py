@@ -96,6 +96,11 @@ def _short(cursor: dict[str, Any], limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def _reason(summary: dict[str, Any]) -> str:
+    source, error = str(summary["source"]), str(summary.get("error") or summary.get("status"))
+    return error if error.startswith(f"{source}:") else f"{source}: {error}"
+
+
 def sync(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Source to sync."),
@@ -120,12 +125,14 @@ def sync(
         console.print(summary_table("sync", [
             {"source": s.get("source"), "status": s.get("status"), "inserted": s.get("inserted", 0),
              "updated": s.get("updated", 0), "unchanged": s.get("unchanged", 0), "rejected": s.get("rejected", 0),
-             "accounts created": s.get("accounts_created", 0), "error": s.get("error") or ""}
+             "accounts created": s.get("accounts_created", 0)}
             for s in summaries
         ]))
-    failed = [s["source"] for s in summaries if s.get("status") != "ok"]
+    failed = [s for s in summaries if s.get("status") != "ok"]
     if failed:
-        fail(f"{len(failed)} source(s) failed: {', '.join(map(str, failed))}")
+        # Each reason in full on its own lines: a table cell would cut it to the terminal's width.
+        reasons = "".join(f"\n  {_reason(s)}" for s in failed)
+        fail(f"{len(failed)} source(s) failed:{reasons}")
     if not summaries:
         console.print("no source to sync: add one with `groundswell sources add`")
 

@@ -66,7 +66,8 @@ def test_sync_exits_non_zero_after_the_others_ran(cli: CliRunner, tmp_path: Path
                             "-o", "email=a@b.c"]).exit_code == 0
     result = cli.invoke(app, ["--verbose", "sync", "--all"], env={"GROUNDSWELL_HTTP_MAX_RETRIES": "0"})
     assert result.exit_code == 1
-    assert "1 source(s) failed: zd" in result.output and "zd-cli-secret" not in result.output
+    assert "1 source(s) failed:\n  zd: GET http://127.0.0.1:9/" in result.output
+    assert "Connection refused" in result.output and "zd-cli-secret" not in result.output
     listed = json.loads(cli.invoke(app, ["sources", "list", "--json"]).stdout)
     assert {r["name"]: r["items"] for r in listed} == {"ok": 1, "zd": 0}
     assert cli.invoke(app, ["sync"]).exit_code == 1
