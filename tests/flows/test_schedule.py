@@ -22,7 +22,7 @@ from api.cli_schedule import LocalPrefectServer, free_port, register
 from flows.deployments import PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT, build_deployments
 from models.db import make_engine
 from models.settings import Settings
-from models.tables import AnalysisRun, Report
+from models.tables import AnalysisRun, Embedding, Report, Theme
 
 # api.cli registers the command itself once `api.cli_schedule` is among its extensions; until then, here.
 LAUNCH = (
@@ -75,15 +75,20 @@ def test_command_is_registered() -> None:
 
 
 @contextmanager
-def scheduling(tmp_path: Path, pipeline_cron: str) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
+def scheduling(tmp_path: Path, pipeline_cron: str, *, demo: str | None = None,
+               **extra_env: str) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, Any]]]:
     """`groundswell schedule` in a subprocess with its own local Prefect server, once both deployments are
-    registered: yields the process, the server's API URL and the deployments by name; kills it if still running."""
+    registered: yields the process, the server's API URL and the deployments by name; kills it if still running.
+    ``demo`` are the arguments of a `groundswell demo load` run first."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "GROUNDSWELL_"))}
     env.update(GROUNDSWELL_DATA_DIR=str(tmp_path / "var"), GROUNDSWELL_TIMEZONE="Europe/Berlin",
                GROUNDSWELL_PIPELINE_CRON=pipeline_cron, PREFECT_HOME=str(tmp_path / "prefect-client"),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", **extra_env)
+    if demo is not None:
+        subprocess.run([sys.executable, "-c", LAUNCH, "demo", "load", *demo.split()], env=env, check=True,
+                       capture_output=True, cwd=Path(__file__).parents[2])
     log = (tmp_path / "schedule.log").open("w+b")
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH, "schedule", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
@@ -152,7 +157,8 @@ def run_deployment(api_url: str, deployment: dict[str, Any], timeout_s: float = 
 @pytest.mark.slow
 def test_served_deployments_run_to_completion(tmp_path: Path) -> None:
     """What the schedule starts runs the product's flows: each deployment's run completes and leaves its mark."""
-    with scheduling(tmp_path, RARE_CRON) as (proc, api_url, found):
+    with scheduling(tmp_path, RARE_CRON, demo="--weeks 6 --accounts 12",
+                    GROUNDSWELL_EMBEDDING_MODEL="hashing-128") as (proc, api_url, found):
         for name in (PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT):
             run = run_deployment(api_url, found[name])
             assert run["state"]["type"] == "COMPLETED", (
@@ -162,7 +168,10 @@ def test_served_deployments_run_to_completion(tmp_path: Path) -> None:
             with engine.connect() as conn:
                 kinds = set(conn.scalars(select(AnalysisRun.kind).where(AnalysisRun.status == "succeeded")))
                 reports = conn.scalar(select(func.count()).select_from(Report))
+                themes = conn.scalar(select(func.count()).select_from(Theme).where(Theme.status == "active"))
+                embedded = conn.scalar(select(func.count()).select_from(Embedding))
         finally:
             engine.dispose()
-        assert "full" in kinds and reports == 1, (kinds, reports)  # an analysis on empty data, a report
+        # The run embedded the demo feedback, found its themes and scored them; the report was written.
+        assert "full" in kinds and reports == 1 and themes >= 5 and embedded > 100, (kinds, reports, themes, embedded)
         assert_stopped_cleanly(tmp_path, proc, api_url, signal.SIGINT)
