@@ -259,3 +259,17 @@ def test_the_merge_judges_two_themes_alike_whatever_their_sizes(size: int) -> No
     assert len(set(merged[:2 * size])) == 1  # the two halves are one theme
     assert merged[-1] != merged[0] and len(set(merged[2 * size:])) == 1  # the distinct theme stays apart
 
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_theme_of_unrelated_rows_does_not_merge_by_chance(seed: int) -> None:
+    # 20 unrelated rows (mean pairwise cosine about 0) beside two tight themes: dividing by the square root of
+    # that near-zero similarity turned the noise of the cross pairs into cosines far above 1, and the loose
+    # theme merged into a tight one in about 4 of 10 draws.
+    rng = np.random.default_rng(seed)
+    centres = np.eye(384, dtype=np.float32)[:2]
+    unrelated = rng.standard_normal((20, 384)).astype(np.float32)
+    unrelated /= np.linalg.norm(unrelated, axis=1, keepdims=True)
+    rows = np.vstack([_loose_theme(rng, centres[0], 30, 0.5), _loose_theme(rng, centres[1], 30, 0.5), unrelated])
+    labels = np.repeat([0, 1, 2], [30, 30, 20])
+    np.testing.assert_array_equal(merge_close_themes(rows, labels, 0.80), labels)
