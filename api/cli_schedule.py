@@ -149,6 +149,24 @@ def signals_as_interrupt() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def is_stop(exc: BaseException) -> bool:
+    """Whether ``exc`` is only the way a stop signal came out of the Prefect runner.
+
+    That is KeyboardInterrupt (raised by :func:`signals_as_interrupt`), ``SystemExit(0)`` (the runner's own
+    SIGTERM handler, when the signal arrives while the runner starts or stops), Prefect's
+    ``TerminationSignal``, or an exception group holding only those: a task group (anyio's, inside the
+    runner) wraps what is raised within it, and an uncaught group ended the command with a traceback and
+    exit code 1 after a SIGTERM that landed while the runner was starting.
+    """
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_stop(e) for e in exc.exceptions)
+    if isinstance(exc, SystemExit):
+        return exc.code in (None, 0)
+    return isinstance(exc, KeyboardInterrupt | TerminationSignal)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def schedule(
@@ -186,8 +204,9 @@ def register(app: typer.Typer) -> None:
                     serve_deployments(deployments)
             except ServerStartError as exc:
                 fail(str(exc))
-            except KeyboardInterrupt:
-                pass
+            except BaseException as exc:
+                if not is_stop(exc):
+                    raise
             finally:
                 if server is not None:
                     pid = server.process.pid if server.process else None

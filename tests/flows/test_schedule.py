@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from api.cli_schedule import LocalPrefectServer, free_port, register
+from api.cli_schedule import LocalPrefectServer, free_port, is_stop, register
 from flows.deployments import PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT, build_deployments
 from models.db import make_engine
 from models.settings import Settings
@@ -72,6 +72,40 @@ def test_command_is_registered() -> None:
     register(app)
     result = CliRunner().invoke(app, ["schedule", "--help"])
     assert result.exit_code == 0 and "cron schedules" in result.output
+
+
+def test_the_ways_a_stop_comes_out_of_the_runner() -> None:
+    from prefect.exceptions import TerminationSignal
+
+    for stop in (KeyboardInterrupt(), SystemExit(0), SystemExit(None), TerminationSignal(signal.SIGTERM),
+                 BaseExceptionGroup("task group", [SystemExit(0)]),
+                 BaseExceptionGroup("outer", [KeyboardInterrupt(), BaseExceptionGroup("inner", [SystemExit(0)])])):
+        assert is_stop(stop), stop
+    for error in (RuntimeError("boom"), SystemExit(2), BaseExceptionGroup("mixed", [SystemExit(0), ValueError()])):
+        assert not is_stop(error), error
+
+
+@pytest.mark.parametrize(("raised", "code"), [
+    (BaseExceptionGroup("unhandled errors in a TaskGroup", [SystemExit(0)]), 0),  # SIGTERM while starting
+    (KeyboardInterrupt(), 0),
+    (BaseExceptionGroup("unhandled errors in a TaskGroup", [RuntimeError("lost the server")]), 1),
+], ids=["sigterm-in-task-group", "interrupt", "error"])
+def test_a_stop_ends_the_command_cleanly_and_an_error_does_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 raised: BaseException, code: int) -> None:
+    import flows.deployments
+    from api.cli import app
+
+    def serve(deployments: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(flows.deployments, "serve_deployments", serve)
+    monkeypatch.setenv("GROUNDSWELL_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("GROUNDSWELL_DATABASE_URL", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # no local server; nothing is called
+    result = CliRunner().invoke(app, ["schedule"])
+    assert result.exit_code == code, result.output
+    if code:
+        assert "lost the server" in repr(result.exception)
 
 
 @contextmanager
