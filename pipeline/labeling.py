@@ -235,11 +235,13 @@ class ThemeLabeler:
             words = term.split()
             if len(words) == 1:
                 # A strong bigram whose words are both strong says more ("sso login" over "sso"); one with a
-                # weak word ("add audit") does not.
+                # weak word ("add audit") does not, and neither does one repeating a word the label has: the
+                # unigram then stands on its own ("AI / Summaries", not "AI" and a later, weaker phrase).
                 floor = self.bigram_ratio * score
                 for other, other_score in candidates:
                     other_words = other.split()
                     if (len(other_words) == 2 and term in other_words and len(set(other_words)) == 2
+                            and not any(_stem(w) in used for w in other_words)
                             and other_score >= floor
                             and all(unigram_score.get(w, 0.0) >= floor for w in other_words)):
                         term, words = other, other_words

@@ -218,3 +218,16 @@ def test_label_does_not_repeat_a_word_in_its_plural() -> None:
     label = ThemeLabeler().fit(texts, labels).labels_[0].lower()
     words = [w for part in label.split(" / ") for w in part.split()]
     assert not ("dashboard" in words and "dashboards" in words), label
+
+
+def test_a_strong_word_is_not_lost_to_a_phrase_repeating_the_label() -> None:
+    # "summaries" pairs with "ai" in the bigram "ai summaries"; once "AI" leads the label, that bigram repeats
+    # it. The second phrase used to be skipped for it, and the label took a later, weaker word instead.
+    import numpy as np
+
+    from pipeline.labeling import ThemeLabeler
+
+    labeler = ThemeLabeler()
+    candidates = [("ai", 1.0), ("summaries", 0.7), ("ai summaries", 0.5), ("ai assistant", 0.45), ("threads", 0.3)]
+    texts = np.array(["when will AI summaries be available", "an AI assistant that summarizes long threads"])
+    assert labeler._label(candidates, texts) == "AI / Summaries"
