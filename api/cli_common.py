@@ -61,11 +61,13 @@ def summary_table(title: str, rows: list[dict[str, Any]]) -> Table:
         for column in rows[0]:
             table.add_column(str(column), justify="right" if isinstance(rows[0][column], int | float) else "left")
         for row in rows:
-            table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+            table.add_row(*(_cell(v) for v in row.values()))
     return table
 
 
 def _cell(value: Any) -> str:
+    """A table cell: integers with thousands separators, floats to 4 significant digits below 1 and 2
+    decimals above, mappings one ``key: value`` per line."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, int):
