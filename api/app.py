@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import secrets
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,9 +36,10 @@ from api.search_index import VectorIndex
 from api.security import RateLimiter
 from api.sharing import SharedCall
 from api.timing import ServerTiming
-from models.db import engine_from_settings, make_read_session_factory, make_session_factory
+from models.db import engine_from_settings, make_read_session_factory, make_session_factory, session_scope
 from models.settings import Settings
 from pipeline.embedding import available_cores
+from pipeline.runs import reap_abandoned_runs
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,15 @@ def _warm_search(app: FastAPI) -> None:
         log.exception("warming search up failed")
 
 
+def _reap_runs(sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Close runs whose process is gone (see :func:`pipeline.runs.reap_abandoned_runs`)."""
+    with session_scope(sessions) as session:
+        reaped = reap_abandoned_runs(session, older_than=dt.timedelta(hours=settings.stale_run_hours))
+    if reaped:
+        log.warning("marked %d run(s) abandoned: their process stopped without recording an end", reaped)
+    return reaped
+
+
 def create_server_app() -> FastAPI:
     """The app as ``groundswell serve`` runs it: settings from the environment, search warmed at startup."""
     return create_app(warm_search=True)
@@ -240,9 +252,14 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         threadpool_limits(limits=blas_threads, user_api="blas")
     engine = engine_from_settings(settings)
     sessions = make_session_factory(engine)
+    reap = functools.partial(_reap_runs, sessions, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:  # jobs this server's previous process left queued or running will never finish
+            await anyio.to_thread.run_sync(reap)
+        except Exception:  # a database that is down shows in /ready; the server still starts
+            log.exception("closing runs left open by a stopped process failed")
         if warm_search:
             threading.Thread(target=_warm_search, args=(app,), daemon=True, name="warm-search").start()
         yield
@@ -272,7 +289,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     slots = search_concurrency or available_cores()
     app.state.search_slots = threading.BoundedSemaphore(slots)  # held while a search ranks and reads
     app.state.search_limiter = anyio.CapacityLimiter(slots)  # threads given to searches of cached queries
-    app.state.list_cache = ListCache(app.state.read_sessions)
+    app.state.list_cache = ListCache(app.state.read_sessions, reap=reap)
     app.state.note_limiter = RateLimiter(rate=note_rate[0], burst=note_rate[1])
     app.state.login_limiter = RateLimiter(rate=login_rate[0], burst=login_rate[1])
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -31,6 +33,9 @@ from api.sharing import SharedCall
 from api.timing import record, timed
 from models.db import session_scope
 from models.tables import AnalysisRun, Opportunity, Theme, ThemeStat
+from pipeline.runs import ANALYSIS_KINDS
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -39,7 +44,8 @@ def _version_statement() -> Select[Any]:
     return select(
         latest_run_select().scalar_subquery(),
         select(func.max(AnalysisRun.id)).scalar_subquery(),
-        select(func.count()).select_from(AnalysisRun).where(AnalysisRun.status == "running").scalar_subquery(),
+        select(func.count()).select_from(AnalysisRun)
+        .where(AnalysisRun.status == "running", AnalysisRun.kind.in_(ANALYSIS_KINDS)).scalar_subquery(),
         select(func.count()).select_from(Theme).scalar_subquery(),
         select(func.max(Theme.updated_at)).scalar_subquery(),
         select(func.max(Opportunity.id)).scalar_subquery(),
@@ -51,10 +57,11 @@ def _version_statement() -> Select[Any]:
 def data_version(db: Session | Connection) -> tuple[Any, ...] | None:
     """What the ranked lists depend on, in one round trip; None while an analysis is running.
 
-    A running analysis rewrites themes and weekly stats before it scores, so nothing is cached then, and
-    every run (a new ``analysis_run`` row) changes the version. Curation bumps ``theme.updated_at``; rows
-    written outside an analysis show in the counts and newest ids. Every part is an index lookup or a
-    count of a small table, so asking costs about a millisecond.
+    A running analysis rewrites themes and weekly stats before it scores, so nothing is cached then (a
+    running sync or report changes neither), and every run (a new ``analysis_run`` row) changes the
+    version. Curation bumps ``theme.updated_at``; rows written outside an analysis show in the counts and
+    newest ids. Every part is an index lookup or a count of a small table, so asking costs about a
+    millisecond.
     """
     row = db.execute(_version_statement()).one()
     if row[2]:
@@ -68,10 +75,18 @@ class ListCache:
     Args:
         sessions: read sessions, for the version check and for building a list that is not cached.
         max_entries: distinct ``(what, params)`` kept for one data version (least recently used dropped).
+        reap: closes runs whose process is gone (returns how many); asked at most every ``reap_every_s``
+            while an analysis shows as running, so a killed one does not keep the cache off until the next
+            analysis starts.
+        reap_every_s: seconds between two calls of ``reap``.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], *, max_entries: int = 256) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, max_entries: int = 256,
+                 reap: Callable[[], int] | None = None, reap_every_s: float = 60.0) -> None:
         self.sessions = sessions
+        self.reap = reap
+        self.reap_every_s = reap_every_s
+        self._reaped_at = -math.inf
         self._version: tuple[Any, ...] | None = None
         self._entries: LRU[Hashable, bytes] = LRU(max_entries)
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
@@ -83,7 +98,18 @@ class ListCache:
 
     def _current_version(self, _: None) -> tuple[Any, ...] | None:
         with self.sessions.kw["bind"].connect() as conn:  # a bare connection: cheaper than a Session
-            return data_version(conn)
+            version = data_version(conn)
+        if version is None and self.reap is not None and time.monotonic() - self._reaped_at >= self.reap_every_s:
+            self._reaped_at = time.monotonic()
+            try:
+                reaped = self.reap()
+            except Exception:  # a failed clean-up must not fail the read; the next check tries again
+                log.exception("closing runs whose process is gone failed")
+                reaped = 0
+            if reaped:
+                with self.sessions.kw["bind"].connect() as conn:
+                    version = data_version(conn)
+        return version
 
     def _adapter(self, model: Any) -> TypeAdapter[Any]:
         adapter = self._adapters.get(model)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, utcnow
+from pipeline.runs import process_owner
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class JobRunner(Protocol):
 
 def queue_run(session: Session, kind: str, params: dict[str, Any]) -> AnalysisRun:
     """Record a queued run; the caller commits before submitting it."""
-    run = AnalysisRun(kind=kind, status="queued", stats={"params": params})
+    run = AnalysisRun(kind=kind, status="queued", stats={"params": params}, owner=process_owner())
     session.add(run)
     session.flush()
     return run
@@ -89,7 +90,7 @@ class ThreadJobRunner:
             return
         with session_scope(self.sessions) as session:
             session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id)
-                            .values(status="running", started_at=utcnow()))
+                            .values(status="running", started_at=utcnow(), owner=process_owner()))
         try:
             job(self.settings, run_id=run_id, **params)
         except Exception as exc:

@@ -22,7 +22,8 @@ from flows.embedding import ModelSpec, embedder_for, run_embed_batches, task_run
 from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, Theme, utcnow
-from pipeline.analysis import AnalysisSummary, Analyzer, new_unassigned, reap_abandoned_runs
+from pipeline.analysis import AnalysisSummary, Analyzer, new_unassigned
+from pipeline.runs import process_owner, reap_abandoned_runs
 
 
 def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer:
@@ -88,13 +89,13 @@ def begin_run(factory: sessionmaker[Session], decision: ReclusterDecision,
     with session_scope(factory) as session:
         reap_abandoned_runs(session, older_than=dt.timedelta(hours=stale_run_hours))
         if run_id is None:
-            run = AnalysisRun(kind=kind, status="running", started_at=utcnow())
+            run = AnalysisRun(kind=kind, status="running", started_at=utcnow(), owner=process_owner())
             session.add(run)
             session.flush()
             run_id = run.id
         else:
             found = session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(
-                kind=kind, status="running", started_at=utcnow()))
+                kind=kind, status="running", started_at=utcnow(), owner=process_owner()))
             if found.rowcount != 1:  # type: ignore[attr-defined]
                 raise LookupError(f"analysis run {run_id} does not exist")
     return AnalysisSummary(run_id=run_id, kind=kind)

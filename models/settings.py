@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     )
     stale_run_hours: float = Field(
         6.0, ge=0, description="An analysis still `running` after this long was killed; the next run marks it "
-        "`abandoned`."
+        "`abandoned`. A run whose process on the same host is gone is marked at once (by the next analysis or the "
+        "API server)."
     )
     cluster_seed: int = Field(42, description="Random seed of theme discovery.")
     min_theme_size: int = Field(5, description="Smallest number of items that makes a theme.")

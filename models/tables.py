@@ -182,6 +182,8 @@ class AnalysisRun(Base):
     finished_at: Mapped[dt.datetime | None]
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # the process that queued or runs it, host:pid:start (pipeline.runs.process_owner); None on older rows
+    owner: Mapped[str | None] = mapped_column(String(255))
 
 
 class Theme(Base):

@@ -50,6 +50,7 @@ from pipeline.clustering import ThemeClusterer, assign_to_centroids
 from pipeline.embedding import Embedder
 from pipeline.embedding_store import embed_missing, find_vectors, from_bytes, load_vectors, to_bytes
 from pipeline.labeling import ThemeLabeler, representative_quotes
+from pipeline.runs import process_owner, reap_abandoned_runs
 from pipeline.scoring import score_opportunities, segment_items
 from pipeline.signals import FLAGS, CompetitorMatcher, SignalModel, detect_flags
 from pipeline.stats import theme_momentum, weekly_item_counts, weekly_theme_stats
@@ -123,23 +124,6 @@ class Corpus:
         return int(self.ids.shape[0])
 
 
-def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
-    """Mark analyses left `running` longer than ``older_than`` as `abandoned`.
-
-    A process killed mid-run (kill -9, a lost machine) cannot record its own end; the next run does, so the
-    run history never shows a run as in progress forever. Returns how many were marked.
-    """
-    cutoff = utcnow() - older_than
-    result = session.execute(
-        update(AnalysisRun)
-        .where(AnalysisRun.status == "running", AnalysisRun.kind.in_(("full", "incremental")),
-               AnalysisRun.started_at <= cutoff)
-        .values(status="abandoned", finished_at=utcnow(),
-                error="the process running this analysis stopped without recording an end (killed?)")
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
 class Analyzer:
     """Runs analyses for one database with one embedder.
 
@@ -176,7 +160,8 @@ class Analyzer:
             reap_abandoned_runs(session, older_than=dt.timedelta(hours=self.settings.stale_run_hours))
             if not full and session.scalar(select(Theme.id).where(Theme.status == "active").limit(1)) is None:
                 full = True
-            run = AnalysisRun(kind="full" if full else "incremental", status="running", started_at=utcnow())
+            run = AnalysisRun(kind="full" if full else "incremental", status="running", started_at=utcnow(),
+                              owner=process_owner())
             session.add(run)
             session.flush()
             return AnalysisSummary(run_id=run.id, kind=run.kind)

@@ -1,11 +1,26 @@
-"""Which analysis run is the current one: the single definition the API, the CLI and the report share."""
+"""Run rows: which analysis is the current one, which process owns a run, and closing runs left open.
+
+``latest_scored_run_select`` is the single definition of the current analysis that the API, the CLI and the
+report share. Every run row also records the process that runs it (:func:`process_owner`), so a run whose
+process was killed (kill -9, an API server restarted mid-job) can be closed as soon as anyone on the same
+host looks, instead of showing as running for hours.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+import datetime as dt
+import functools
+import os
+import socket
+from pathlib import Path
+
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.orm import Session
 
-from models.tables import AnalysisRun, Opportunity
+from models.tables import AnalysisRun, Opportunity, utcnow
+
+ANALYSIS_KINDS = ("full", "incremental")
+OPEN_STATUSES = ("queued", "running")
 
 
 def latest_scored_run_select() -> Select[tuple[int]]:
@@ -23,3 +38,81 @@ def latest_scored_run_select() -> Select[tuple[int]]:
 def latest_scored_run_id(session: Session) -> int | None:
     """The current analysis run (see :func:`latest_scored_run_select`), or None before the first."""
     return session.scalar(latest_scored_run_select())
+
+
+def _start_ticks(pid: int) -> str:
+    """When process ``pid`` started, in clock ticks since boot (Linux); "" where that cannot be read.
+
+    With the pid it names one process for the life of the host: a pid reused by a later process has
+    another start time.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # the command name (field 2) is in parentheses and may hold spaces; start time is field 22
+    return stat.rpartition(")")[2].split()[19]
+
+
+@functools.cache
+def _host() -> str:
+    return socket.gethostname()
+
+
+def process_owner() -> str:
+    """This process, as ``host:pid:start`` (recorded on the run rows it starts)."""
+    pid = os.getpid()
+    return f"{_host()}:{pid}:{_start_ticks(pid)}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """True when ``owner`` (see :func:`process_owner`) was a process on this host that no longer runs.
+
+    False when it still runs, when it ran on another host (which this host cannot see) or is unknown.
+    """
+    if not owner:
+        return False
+    host, pid_text, start = owner.rsplit(":", 2) if owner.count(":") >= 2 else ("", "", "")
+    if host != _host() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        pass
+    except OSError:
+        return False
+    return bool(start) and _start_ticks(pid) not in ("", start)
+
+
+def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
+    """Close the runs whose process is gone: mark them `abandoned`. Returns how many were marked.
+
+    A process killed mid-run cannot record its own end. A queued or running row of any kind whose owner
+    ran on this host and has gone is closed at once; an analysis still `running` after ``older_than``
+    is closed whoever owned it (its host may be lost). So the run history never shows a dead run as in
+    progress, and the API's list cache, which pauses while an analysis runs, resumes.
+    """
+    cutoff = utcnow() - older_than
+    candidates = session.execute(
+        select(AnalysisRun.id, AnalysisRun.kind, AnalysisRun.status, AnalysisRun.started_at, AnalysisRun.owner)
+        .where(AnalysisRun.status.in_(OPEN_STATUSES),
+               or_(AnalysisRun.owner.is_not(None), AnalysisRun.kind.in_(ANALYSIS_KINDS)))
+    ).all()
+    gone = [row.id for row in candidates if owner_gone(row.owner)]
+    stale = [row.id for row in candidates
+             if row.kind in ANALYSIS_KINDS and row.status == "running" and row.started_at is not None
+             and row.started_at <= cutoff and row.id not in gone]
+    marked = 0
+    for ids, error in ((gone, "the process running this job stopped without recording an end (killed?)"),
+                       (stale, f"still running after {older_than}: the process running it stopped without "
+                               "recording an end (killed?)")):
+        if ids:
+            result = session.execute(
+                update(AnalysisRun).where(AnalysisRun.id.in_(ids), AnalysisRun.status.in_(OPEN_STATUSES))
+                .values(status="abandoned", finished_at=utcnow(), error=error))
+            marked += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return marked
+

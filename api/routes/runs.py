@@ -36,7 +36,7 @@ def start_run(request: Request, session: Session, kind: str, params: dict[str, A
 @router.get("", response_model=list[RunOut])
 def list_runs(session: SessionDep, _: PmDep,
               kind: Literal["full", "incremental", "sync", "report"] | None = None,
-              status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+              status: Literal["queued", "running", "succeeded", "failed", "abandoned"] | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[RunOut]:
     stmt = select(AnalysisRun)
     if kind:

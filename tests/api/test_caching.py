@@ -12,11 +12,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.query_embedding import QueryEmbedder
 from api.sharing import SharedCall
-from models.tables import Theme
+from models.tables import AnalysisRun, Theme
 from pipeline.embedding import HashingEmbedder
+from pipeline.runs import process_owner
+from tests.api.conftest import FakeJobRunner
 from tests.api.factories import World, make_opportunity, make_run, make_stats
+from tests.pipeline.test_runs import gone_owner
 
 
 def test_lists_are_cached_until_a_new_run_lands(client: TestClient, auth: Any, world: World, app: Any,
@@ -40,6 +44,45 @@ def test_lists_are_cached_until_a_new_run_lands(client: TestClient, auth: Any, w
     client.get("/v1/opportunities", headers=auth("pm"))
     assert cache.misses == misses + 2
 
+
+
+def test_a_killed_analysis_does_not_keep_lists_uncached(client: TestClient, auth: Any, app: Any,
+                                                         sessions: Any) -> None:
+    cache = app.state.list_cache
+    with sessions.begin() as session:  # syncs and reports change no list: they never pause the cache
+        session.add(AnalysisRun(kind="sync", status="running", owner=process_owner()))
+        session.add(AnalysisRun(kind="report", status="running", owner=process_owner()))
+    client.get("/v1/themes", headers=auth("pm"))
+    client.get("/v1/themes", headers=auth("pm"))
+    assert (cache.hits, cache.misses) == (1, 1)
+    with sessions.begin() as session:  # an analysis whose process was killed (kill -9) mid-run
+        killed = make_run(session, status="running")
+        killed.owner = gone_owner()
+    client.get("/v1/themes", headers=auth("pm"))  # sees the run, finds its process gone, closes it
+    client.get("/v1/themes", headers=auth("pm"))
+    assert (cache.hits, cache.misses) == (2, 2)
+    with sessions() as session:
+        assert session.get(AnalysisRun, killed.id).status == "abandoned"
+    with sessions.begin() as session:  # a live analysis still pauses the cache
+        make_run(session, status="running").owner = process_owner()
+    client.get("/v1/themes", headers=auth("pm"))
+    client.get("/v1/themes", headers=auth("pm"))
+    assert (cache.hits, cache.misses) == (2, 4)
+
+
+def test_a_server_start_closes_the_jobs_its_previous_process_left_open(settings: Any, engine: Any,
+                                                                        sessions: Any) -> None:
+    dead = gone_owner()
+    with sessions.begin() as session:
+        left = [AnalysisRun(kind="sync", status="running", owner=dead),
+                AnalysisRun(kind="report", status="queued", owner=dead),
+                AnalysisRun(kind="full", status="running", owner="other-host:1:1")]
+        session.add_all(left)
+    app = create_app(settings, embedder=HashingEmbedder(64), job_runner=FakeJobRunner())
+    with TestClient(app):
+        pass
+    with sessions() as session:
+        assert [session.get(AnalysisRun, run.id).status for run in left] == ["abandoned", "abandoned", "running"]
 
 def test_curation_and_new_stats_show_at_once(client: TestClient, auth: Any, world: World, sessions: Any) -> None:
     export = world.themes[0]

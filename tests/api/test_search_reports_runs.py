@@ -81,7 +81,7 @@ def test_sources_and_sync(client: TestClient, auth: Any, world: World, job_runne
         assert run is not None and run.status == "queued"
 
 
-def test_runs(client: TestClient, auth: Any, world: World, job_runner: Any) -> None:
+def test_runs(client: TestClient, auth: Any, world: World, job_runner: Any, sessions: Any) -> None:
     started = client.post("/v1/runs", json={"kind": "full"}, headers=auth("pm"))
     assert started.status_code == 202 and started.json()["kind"] == "full"
     assert job_runner.calls == [("full", {"run_id": started.json()["id"], "requested_by": "pm-user"})]
@@ -90,6 +90,11 @@ def test_runs(client: TestClient, auth: Any, world: World, job_runner: Any) -> N
     assert [r["id"] for r in client.get("/v1/runs", params={"status": "queued"}, headers=auth("pm")).json()] == [
         started.json()["id"]]
     assert client.get(f"/v1/runs/{world.run.id}", headers=auth("pm")).json()["status"] == "succeeded"
+    with sessions.begin() as session:  # closed because its process was killed
+        gone = AnalysisRun(kind="sync", status="abandoned", error="the process ... stopped")
+        session.add(gone)
+    listed = client.get("/v1/runs", params={"status": "abandoned"}, headers=auth("pm"))
+    assert [r["id"] for r in listed.json()] == [gone.id]
     assert client.post("/v1/runs", json={"kind": "everything"}, headers=auth("pm")).json()["field"] == "body.kind"
 
 
