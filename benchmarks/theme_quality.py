@@ -17,9 +17,11 @@ Examples::
         --text-column utterance --label-column intent --json
     python benchmarks/theme_quality.py --input ../shared/datasets/stackoverflow/test.tsv
 
-A ``.json`` file is read as CLINC150's ``data_full.json``: the split named by ``--split`` (``test``) is a
-list of ``[text, label]`` pairs. When the named text or label column is missing, common alternatives
-(``utterance``, ``sentence``...; ``intent``, ``category``...) are tried.
+A ``.json`` file is a list of objects (one a row) or of ``[text, label]`` pairs, alone or under a key:
+CLINC150's ``data_full.json`` holds pairs under each split (``--split``, ``test`` by default). A CSV
+whose header has semicolons, tabs or pipes but no comma is read with that delimiter; ``.ndjson`` is
+read as JSON lines; a UTF-8 byte-order mark is ignored. When the named text or label column is missing,
+common alternatives (``utterance``, ``sentence``...; ``intent``, ``category``...) are tried.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,17 +88,52 @@ def _strings(column: pd.Series) -> pd.Series:
 
 
 def _read_frame(path: Path, split: str, encoding: str) -> pd.DataFrame:
-    """The file as a frame; a CLINC-style JSON's split has the columns ``text`` and ``label``."""
+    """The file as a frame. A JSON of ``[text, label]`` pairs gives the columns ``text`` and ``label`` and is
+    marked ``frame.attrs["pairs"]``; a UTF-8 byte-order mark is ignored."""
     suffix = path.suffix.lower()
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # as utf-8, but a leading BOM (Excel's CSV export) is not part of a name
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding=encoding))
-        if not isinstance(data, dict) or split not in data:
-            raise SystemExit(f"{path} is not a CLINC150-style JSON with a {split!r} split; pass --split")
-        return pd.DataFrame(data[split], columns=["text", "label"])
-    if suffix == ".jsonl":
+        return _json_frame(json.loads(path.read_text(encoding=encoding)), path, split)
+    if suffix in (".jsonl", ".ndjson"):
         return pd.read_json(path, lines=True, encoding=encoding, dtype=False)
-    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    sep = "\t" if suffix in (".tsv", ".tab") else _csv_delimiter(path, encoding)
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, quoting=0, encoding=encoding)
+
+
+def _csv_delimiter(path: Path, encoding: str) -> str:
+    """``,`` unless the header has no comma but semicolons, tabs or pipes (European spreadsheet exports)."""
+    with path.open(encoding=encoding, newline="") as f:
+        header = f.readline()
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in ";\t|"}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _json_frame(data: Any, path: Path, split: str) -> pd.DataFrame:
+    """Rows of a JSON file: CLINC150's ``{split: [[text, label], ...]}``, a list of objects or of pairs, or
+    an object holding one such list (``{"data": [...]}``)."""
+    rows = data
+    if isinstance(data, dict):
+        lists = {k: v for k, v in data.items() if isinstance(v, list)}
+        if split in lists:
+            rows = lists[split]
+        elif len(lists) == 1:
+            rows = next(iter(lists.values()))
+        else:
+            raise SystemExit(f"{path}: a JSON object needs its rows under the split {split!r} (pass --split NAME) "
+                             f"or in its only list; it has the keys {sorted(data)[:20]}")
+    if not isinstance(rows, list) or not rows:
+        raise SystemExit(f"{path}: no rows; expected a JSON list of objects or of [text, label] pairs")
+    if all(isinstance(r, dict) for r in rows):
+        return pd.DataFrame.from_records(rows)
+    if all(isinstance(r, list | tuple) and len(r) >= 2 for r in rows):
+        frame = pd.DataFrame([r[:2] for r in rows], columns=["text", "label"])
+        frame.attrs["pairs"] = True
+        return frame
+    raise SystemExit(f"{path}: rows must all be objects or all be [text, label] pairs")
 
 
 def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "label",
@@ -116,7 +154,7 @@ def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "
         raise SystemExit(f"--encoding: {exc}") from None
     except (ValueError, pd.errors.ParserError) as exc:  # bad JSON lines, an unparseable CSV, an empty file
         raise SystemExit(f"{path} could not be read as {path.suffix.lstrip('.') or 'CSV'}: {exc}") from None
-    if path.suffix.lower() == ".json":  # CLINC-style: the columns are fixed
+    if frame.attrs.get("pairs"):  # CLINC-style [text, label] pairs: the columns are fixed
         text_column, label_column = "text", "label"
     text_column = _pick_column(frame, text_column, TEXT_FALLBACKS, "text")
     label_column = _pick_column(frame, label_column, LABEL_FALLBACKS, "label")
@@ -250,7 +288,7 @@ def write_assignments(path: Path, frame: pd.DataFrame, labels: np.ndarray) -> No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, type=Path, help="labeled .csv, .tsv, .jsonl or CLINC .json")
+    parser.add_argument("--input", required=True, type=Path, help="labeled .csv, .tsv, .jsonl/.ndjson or .json")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--group-column", default=None, help="discover themes separately per value")

@@ -142,3 +142,39 @@ def test_another_encoding_can_be_named(tmp_path, capsys) -> None:
     [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic",
                  "--encoding", "latin-1")
     assert row["n"] == 80 and row["k_true"] == 4
+
+
+def test_the_usual_shapes_of_a_labeled_export_are_read_alike(tmp_path, capsys) -> None:
+    """Semicolon CSV with Excel's BOM, JSON lists of objects (alone or under a key), pairs, NDJSON."""
+    rows = _rows(20)
+    expected = None
+    semicolon = tmp_path / "excel.csv"
+    semicolon.write_bytes(("body;topic;product\n" + "".join(f"{r['body']};{r['topic']};{r['product']}\n"
+                                                            for r in rows)).encode("utf-8-sig"))
+    objects = [{"body": r["body"], "topic": r["topic"]} for r in rows]
+    inputs = {
+        "excel.csv": semicolon,
+        "list.json": objects,
+        "wrapped.json": {"meta": {"source": "survey"}, "data": objects},
+        "pairs.json": [[r["body"], r["topic"]] for r in rows],
+        "lines.ndjson": "".join(json.dumps(o) + "\n" for o in objects),
+    }
+    for name, content in inputs.items():
+        path = tmp_path / name
+        if not isinstance(content, Path):
+            path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+        [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic")
+        got = (row["n"], row["k_true"], row["k_found"], round(row["nmi"], 6))
+        assert row["n"] == 80 and row["k_true"] == 4, (name, row)
+        expected = expected or got
+        assert got == expected, name  # the same rows, in the same order, give the same themes
+
+
+def test_a_json_without_recognisable_rows_is_refused_with_what_it_has(tmp_path) -> None:
+    path = tmp_path / "two_lists.json"
+    path.write_text(json.dumps({"train": [["a", "b"]], "dev": [["c", "d"]]}), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"under the split 'test' \(pass --split NAME\).*\['dev', 'train'\]"):
+        theme_quality.main(["--input", str(path), "--model", "hashing-384", "--no-bertopic"])
+    path.write_text(json.dumps([{"text": "a", "label": "b"}, ["c", "d"]]), encoding="utf-8")
+    with pytest.raises(SystemExit, match="all be objects or all be"):
+        theme_quality.main(["--input", str(path), "--model", "hashing-384", "--no-bertopic"])
