@@ -1,7 +1,9 @@
 """CSV and JSONL exports: a file or a folder, a column mapping, and an optional accounts file.
 
 Options:
-    path: a .csv / .jsonl / .ndjson file, or a folder of them (read recursively, in name order).
+    path: a .csv / .tsv / .jsonl / .ndjson file, or a folder of them (read recursively, in name order). A
+        CSV whose header has no comma but semicolons, tabs or pipes is read with that delimiter (a
+        spreadsheet saved under a European locale writes semicolons); a UTF-8 byte-order mark is ignored.
     accounts: a CSV or JSONL file with the columns ``name,domain,segment,arr,lifecycle,open_pipeline``.
     map.FIELD=COLUMN: where a field is read from; defaults are the field names themselves
         (``external_id,text,occurred_at,account_name,account_domain,author_email,kind,title``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +36,7 @@ from ingest.records import AccountRecord, AccountRef, FeedbackRecord, Rejection,
 FIELDS = ("external_id", "text", "occurred_at", "account_name", "account_domain", "author_email", "kind",
           "title")
 ACCOUNT_FIELDS = ("name", "domain", "segment", "arr", "lifecycle", "open_pipeline")
-SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Big enough for a 100 KB text plus its row; the per-text limit is checked on the value itself.
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -83,7 +86,7 @@ class FileConnector(Connector):
     def data_files(self) -> list[Path]:
         if self.path.is_file():
             if self.path.suffix.lower() not in SUFFIXES:
-                raise ConfigError(f"{self.path.name}: unsupported file type; use .csv, .jsonl or .ndjson",
+                raise ConfigError(f"{self.path.name}: unsupported file type; use .csv, .tsv, .jsonl or .ndjson",
                                   source=self.source)
             return [self.path]
         return sorted(
@@ -237,7 +240,7 @@ def read_rows(path: Path) -> Iterator[RawRow]:
     elif fmt == "jsonl":
         yield from _jsonl_rows(path)
     else:
-        raise ConfigError(f"{path.name}: unsupported file type; use .csv, .jsonl or .ndjson")
+        raise ConfigError(f"{path.name}: unsupported file type; use .csv, .tsv, .jsonl or .ndjson")
 
 
 def _csv_rows(path: Path) -> Iterator[RawRow]:
@@ -256,7 +259,13 @@ def _csv_rows(path: Path) -> Iterator[RawRow]:
                 consumed.append(text)
                 yield text
 
-        reader = csv.reader(lines())
+        read = lines()
+        try:
+            first = next(read)
+        except StopIteration:
+            return
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else csv_delimiter(first)
+        reader = csv.reader(itertools.chain([first], read), delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
@@ -285,6 +294,16 @@ def _csv_rows(path: Path) -> Iterator[RawRow]:
                              f"malformed CSV row: {len(fields)} fields where the header has {len(header)}")
                 continue
             yield RawRow(start, raw, dict(zip(header, fields, strict=True)))
+
+
+def csv_delimiter(header: str) -> str:
+    """``,`` unless the header line has no comma but semicolons, tabs or pipes (a spreadsheet exported with
+    a European locale writes semicolons), then the most frequent of those."""
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in ";\t|"}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def _jsonl_rows(path: Path) -> Iterator[RawRow]:

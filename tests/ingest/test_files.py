@@ -245,3 +245,32 @@ def test_sync_of_unknown_source_is_a_config_error(sessions: sessionmaker[Session
     (tmp_path / "a.csv").write_text(_csv_line(HEADER))
     with pytest.raises(ConfigError, match="no source named 'nope'"):
         sync_source(sessions, "nope", connector("nope", path=str(tmp_path / "a.csv")))
+
+
+def test_semicolon_and_tab_exports_read_like_comma_ones(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    rows = [good_row(i) for i in range(12)]
+    rows[4][1] = "Export fails; the file is empty, again"  # a delimiter inside a quoted text
+    comma = tmp_path / "comma" / "feedback.csv"
+    comma.parent.mkdir()
+    comma.write_text(_csv_line(HEADER) + "".join(_csv_line(r) for r in rows), encoding="utf-8")
+
+    def delimited(path: Path, delimiter: str, bom: bool) -> Path:
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, delimiter=delimiter, lineterminator="\r\n")
+        writer.writerows([HEADER, *rows])
+        path.parent.mkdir()
+        path.write_text(("\ufeff" if bom else "") + buf.getvalue(), encoding="utf-8")
+        return path
+
+    semicolon = delimited(tmp_path / "excel" / "feedback.csv", ";", bom=True)  # Excel, European locale
+    tab = delimited(tmp_path / "tab" / "feedback.tsv", "\t", bom=False)
+    stored = {}
+    for name, path in (("comma", comma), ("semicolon", semicolon), ("tab", tab)):
+        add_source(sessions, name, "file", {"path": str(path)})
+        result = run_ok(sessions, name, connector(name, path=str(path)))
+        assert (result.stats.inserted, result.stats.rejected) == (12, 0), name
+        stored[name] = {k: (f.text, f.occurred_at, f.title) for k, f in feedback_rows(sessions, name).items()}
+    assert stored["semicolon"] == stored["tab"] == stored["comma"]
+    assert stored["comma"]["c4"][0] == "Export fails; the file is empty, again"
