@@ -49,6 +49,7 @@ run: install
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: install-dev lint
 	$(PY) -m pytest

@@ -8,7 +8,7 @@ import inspect
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -173,7 +173,7 @@ def _credential(request: Request) -> Credential:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_role(*roles: str) -> Callable[..., Principal]:
+def require_role(*roles: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """A dependency admitting keys of ``roles``; admin is always admitted. 401 without a key, 403 otherwise."""
     unknown = set(roles) - set(ROLES)
     if unknown:

@@ -262,7 +262,7 @@ def get_feedback(session: Session, feedback_id: int) -> Feedback:
 
 
 # -- themes --------------------------------------------------------------------------------------------
-def latest_run_select() -> Select[tuple[int]]:
+def latest_run_select() -> Select[int]:
     """The id of the current (latest scored) analysis run; defined once, in the pipeline that writes runs."""
     return latest_scored_run_select()
 

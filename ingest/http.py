@@ -200,4 +200,4 @@ def token_client(*, source: str, token: str, missing: str, base_url: str, auth: 
         raise ConfigError(missing, source=source)
     return HttpClient(source=source, base_url=base_url, auth=auth, headers=headers, secrets=[token],
                       transport=transport, timeout_s=timeout_s, max_retries=max_retries,
-                      **({"sleep": sleep} if sleep is not None else {}))
+                      sleep=sleep if sleep is not None else time.sleep)

@@ -23,11 +23,11 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, DateTime, Result, delete, func, select, type_coerce, update
+from sqlalchemy import ColumnElement, DateTime, Result, Table, delete, func, select, type_coerce, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -109,6 +109,19 @@ class AnalysisSummary:
             "opportunities": self.opportunities, "seconds": round(self.seconds, 2),
             "steps": {k: round(v, 3) for k, v in self.steps.items()},
         }
+
+
+# Core tables for bulk inserts of plain dicts (executemany, no ORM objects).
+_ASSIGNMENTS = cast(Table, ThemeAssignment.__table__)
+_OPPORTUNITIES = cast(Table, Opportunity.__table__)
+_STATS = cast(Table, ThemeStat.__table__)
+
+
+def _centroid(theme: Theme) -> np.ndarray:
+    """The stored centroid of an active theme (every analysed theme has one)."""
+    if theme.centroid is None:
+        raise ValueError(f"theme {theme.id} has no stored centroid; run a full analysis (groundswell analyze --full)")
+    return from_bytes(theme.centroid)
 
 
 @dataclass
@@ -356,7 +369,7 @@ class Analyzer:
             locked = [t.id for t in old if t.label_override or t.status == "archived" or t.id in merged_by_hand
                       or t.id in pinned_themes]
             match = match_themes(
-                np.stack([from_bytes(t.centroid) for t in old]) if old else np.zeros((0, centroids.shape[1])),
+                np.stack([_centroid(t) for t in old]) if old else np.zeros((0, centroids.shape[1])),
                 [t.id for t in old], centroids,
                 threshold=self.settings.theme_match_threshold,
                 old_members=[old_members[t.id] for t in old], new_members=new_members, locked_ids=locked,
@@ -386,7 +399,7 @@ class Analyzer:
                 for i, fid in enumerate(ids) if fid not in pinned and labels[i] >= 0
             ]
             for start in range(0, len(rows), 5000):
-                session.execute(ThemeAssignment.__table__.insert(), rows[start:start + 5000])
+                session.execute(_ASSIGNMENTS.insert(), rows[start:start + 5000])
             self._refresh_sizes(session)
 
     def _sticky_labels(self, corpus: Corpus, labels: np.ndarray, centroids: np.ndarray,
@@ -461,16 +474,16 @@ class Analyzer:
                 return added, born, {}
             corpus = pool
             pool_idx = np.arange(len(pool), dtype=np.int64)
-            centroids = np.stack([from_bytes(t.centroid) for t in themes])
+            centroids = np.stack([_centroid(t) for t in themes])
             labels, sims = assign_to_centroids(corpus.vectors[pool_idx], centroids,
                                                self.settings.assign_threshold)
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {"feedback_id": int(corpus.ids[i]), "theme_id": themes[int(lab)].id, "similarity": float(s),
                  "method": "nearest", "pinned": False, "run_id": summary.run_id, "assigned_at": utcnow()}
                 for i, lab, s in zip(pool_idx.tolist(), labels.tolist(), sims.tolist(), strict=True) if lab >= 0
             ]
             if rows:
-                session.execute(ThemeAssignment.__table__.insert(), rows)
+                session.execute(_ASSIGNMENTS.insert(), rows)
                 for row in rows:
                     added[row["theme_id"]] = added.get(row["theme_id"], 0) + 1
             rest = pool_idx[np.asarray(labels) < 0]
@@ -491,8 +504,8 @@ class Analyzer:
         clusterer = self.make_clusterer().fit(corpus.vectors[pool_idx])
         labels = np.asarray(clusterer.labels_)
         centroids = np.asarray(clusterer.centroids_, dtype=np.float32)
-        old_centroids = np.stack([from_bytes(t.centroid) for t in themes])
-        rows = []
+        old_centroids = np.stack([_centroid(t) for t in themes])
+        rows: list[dict[str, Any]] = []
         added: dict[int, int] = {}
         born: set[int] = set()
         for j in range(centroids.shape[0]):
@@ -520,7 +533,7 @@ class Analyzer:
                 for i, s in zip(members.tolist(), member_sims.tolist(), strict=True)
             )
         if rows:
-            session.execute(ThemeAssignment.__table__.insert(), rows)
+            session.execute(_ASSIGNMENTS.insert(), rows)
         return added, born
 
     @staticmethod
@@ -681,7 +694,7 @@ class Analyzer:
                         "rationale": str(r["rationale"]), "created_at": utcnow(),
                     })
             if rows:
-                session.execute(Opportunity.__table__.insert(), rows)
+                session.execute(_OPPORTUNITIES.insert(), rows)
             summary.opportunities = sum(1 for r in rows if r["segment"] == "all")
 
 
@@ -722,7 +735,7 @@ def save_weekly_stats(session: Session, weekly: pd.DataFrame) -> int:
         session.execute(delete(ThemeStat).where(ThemeStat.id.in_(stale[start:start + WRITE_CHUNK])))
     rows = [row for key, row in fresh.items() if key not in kept]
     if rows:
-        session.execute(ThemeStat.__table__.insert(), rows)
+        session.execute(_STATS.insert(), rows)
     return len(stale) + len(rows)
 
 

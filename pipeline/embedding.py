@@ -191,6 +191,7 @@ class SentenceEmbedder:
         if self._onnx is not None:
             return self._onnx.encode(texts)
         st = self._st
+        assert st is not None  # load() sets one runtime or the other
         pretokenize = st.device.type == "cuda" if self.pretokenize is None else self.pretokenize
         if pretokenize and fast_tokenizer(st) is not None:
             return encode_pretokenized(st, texts, workers=self.threads or available_cores())

@@ -23,7 +23,7 @@ ANALYSIS_KINDS = ("full", "incremental")
 OPEN_STATUSES = ("queued", "running")
 
 
-def latest_scored_run_select() -> Select[tuple[int]]:
+def latest_scored_run_select() -> Select[int]:
     """The id of the latest succeeded full or incremental analysis that scored opportunities: the current one.
 
     Newest run first with an EXISTS probe, so the answer comes from the first few runs instead of a scan
