@@ -24,11 +24,14 @@ def register(app: typer.Typer) -> None:
         """Embed new feedback, assign it to themes, and score opportunities (the Prefect analysis flow)."""
         from flows.analysis import analyze as analyze_flow
         from models import migrate
+        from pipeline.runs import AnalysisBusy
 
         rt = runtime(ctx)
         migrate.upgrade(rt.engine)
         try:
             result = analyze_flow(full=full)
+        except AnalysisBusy as exc:
+            fail(f"analysis not started: {exc}")
         except Exception as exc:
             fail(f"analysis failed: {exc}")
         if as_json:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.db import session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, utcnow
-from pipeline.runs import process_owner
+from pipeline.runs import ANALYSIS_KINDS, process_owner
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,10 @@ class ThreadJobRunner:
             log.error("run %s: job %s is not available: %s", run_id, kind, exc)
             self._finish(run_id, "failed", f"job {kind!r} is not available in this installation: {exc}")
             return
-        with session_scope(self.sessions) as session:
-            session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id)
-                            .values(status="running", started_at=utcnow(), owner=process_owner()))
+        if kind not in ANALYSIS_KINDS:  # an analysis marks itself running once no other one runs
+            with session_scope(self.sessions) as session:
+                session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id)
+                                .values(status="running", started_at=utcnow(), owner=process_owner()))
         try:
             job(self.settings, run_id=run_id, **params)
         except Exception as exc:

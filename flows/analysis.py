@@ -23,7 +23,7 @@ from models.db import engine_from_settings, make_session_factory, session_scope
 from models.settings import Settings
 from models.tables import AnalysisRun, Theme, utcnow
 from pipeline.analysis import AnalysisSummary, Analyzer, new_unassigned
-from pipeline.runs import process_owner, reap_abandoned_runs
+from pipeline.runs import claim_analysis
 
 
 def build_analyzer(settings: Settings, engine: Engine | None = None) -> Analyzer:
@@ -84,20 +84,12 @@ def decide_recluster(session: Session, settings: Settings, *, asked: bool = Fals
 
 def begin_run(factory: sessionmaker[Session], decision: ReclusterDecision,
               run_id: int | None = None, *, stale_run_hours: float = 6.0) -> AnalysisSummary:
-    """Record the run: adopt the queued ``analysis_run`` row ``run_id`` (a job from the API) or add one."""
+    """Record the run: adopt the queued ``analysis_run`` row ``run_id`` (a job from the API) or add one.
+
+    Raises :class:`~pipeline.runs.AnalysisBusy` while another analysis runs (one runs at a time).
+    """
     kind = "full" if decision.full else "incremental"
-    with session_scope(factory) as session:
-        reap_abandoned_runs(session, older_than=dt.timedelta(hours=stale_run_hours))
-        if run_id is None:
-            run = AnalysisRun(kind=kind, status="running", started_at=utcnow(), owner=process_owner())
-            session.add(run)
-            session.flush()
-            run_id = run.id
-        else:
-            found = session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(
-                kind=kind, status="running", started_at=utcnow(), owner=process_owner()))
-            if found.rowcount != 1:  # type: ignore[attr-defined]
-                raise LookupError(f"analysis run {run_id} does not exist")
+    run_id = claim_analysis(factory, kind, run_id=run_id, stale_after=dt.timedelta(hours=stale_run_hours))
     return AnalysisSummary(run_id=run_id, kind=kind)
 
 

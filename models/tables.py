@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -172,8 +173,16 @@ class Embedding(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+# At most one analysis runs at a time: two would rewrite the same themes and assignments (pipeline.runs).
+ONE_RUNNING_ANALYSIS = "status = 'running' AND kind IN ('full', 'incremental')"
+
+
 class AnalysisRun(Base):
     __tablename__ = "analysis_run"
+    __table_args__ = (
+        Index("ux_analysis_run_one_running", "status", unique=True,
+              sqlite_where=text(ONE_RUNNING_ANALYSIS), postgresql_where=text(ONE_RUNNING_ANALYSIS)),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # full, incremental, sync, report

@@ -50,7 +50,7 @@ from pipeline.clustering import ThemeClusterer, assign_to_centroids
 from pipeline.embedding import Embedder
 from pipeline.embedding_store import embed_missing, find_vectors, from_bytes, load_vectors, to_bytes
 from pipeline.labeling import ThemeLabeler, representative_quotes
-from pipeline.runs import process_owner, reap_abandoned_runs
+from pipeline.runs import claim_analysis
 from pipeline.scoring import score_opportunities, segment_items
 from pipeline.signals import FLAGS, CompetitorMatcher, SignalModel, detect_flags
 from pipeline.stats import theme_momentum, weekly_item_counts, weekly_theme_stats
@@ -168,16 +168,16 @@ class Analyzer:
 
     # -- entry point ------------------------------------------------------------------------
     def begin(self, *, full: bool = False) -> AnalysisSummary:
-        """Record a new run; a run is full when asked or when there is no theme to be incremental against."""
-        with session_scope(self.factory) as session:
-            reap_abandoned_runs(session, older_than=dt.timedelta(hours=self.settings.stale_run_hours))
+        """Record a new run; a run is full when asked or when there is no theme to be incremental against.
+
+        Raises :class:`~pipeline.runs.AnalysisBusy` while another analysis runs.
+        """
+        with self.factory() as session:
             if not full and session.scalar(select(Theme.id).where(Theme.status == "active").limit(1)) is None:
                 full = True
-            run = AnalysisRun(kind="full" if full else "incremental", status="running", started_at=utcnow(),
-                              owner=process_owner())
-            session.add(run)
-            session.flush()
-            return AnalysisSummary(run_id=run.id, kind=run.kind)
+        kind = "full" if full else "incremental"
+        run_id = claim_analysis(self.factory, kind, stale_after=dt.timedelta(hours=self.settings.stale_run_hours))
+        return AnalysisSummary(run_id=run_id, kind=kind)
 
     def embed(self, summary: AnalysisSummary) -> int:
         summary.embedded = embed_missing(

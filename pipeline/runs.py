@@ -15,8 +15,10 @@ import socket
 from pathlib import Path
 
 from sqlalchemy import Select, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from models.db import session_scope
 from models.tables import AnalysisRun, Opportunity, utcnow
 
 ANALYSIS_KINDS = ("full", "incremental")
@@ -65,35 +67,39 @@ def process_owner() -> str:
     return f"{_host()}:{pid}:{_start_ticks(pid)}"
 
 
-def owner_gone(owner: str | None) -> bool:
-    """True when ``owner`` (see :func:`process_owner`) was a process on this host that no longer runs.
-
-    False when it still runs, when it ran on another host (which this host cannot see) or is unknown.
-    """
+def owner_state(owner: str | None) -> str:
+    """``alive`` or ``gone`` for a process on this host (see :func:`process_owner`); ``unknown`` for a process
+    on another host (which this host cannot see) or no owner at all."""
     if not owner:
-        return False
+        return "unknown"
     host, pid_text, start = owner.rsplit(":", 2) if owner.count(":") >= 2 else ("", "", "")
     if host != _host() or not pid_text.isdigit():
-        return False
+        return "unknown"
     pid = int(pid_text)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return "gone"
     except PermissionError:  # alive, under another user
         pass
     except OSError:
-        return False
-    return bool(start) and _start_ticks(pid) not in ("", start)
+        return "unknown"
+    return "gone" if start and _start_ticks(pid) not in ("", start) else "alive"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """True when ``owner`` was a process on this host that no longer runs (a reused pid is another process)."""
+    return owner_state(owner) == "gone"
 
 
 def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
     """Close the runs whose process is gone: mark them `abandoned`. Returns how many were marked.
 
     A process killed mid-run cannot record its own end. A queued or running row of any kind whose owner
-    ran on this host and has gone is closed at once; an analysis still `running` after ``older_than``
-    is closed whoever owned it (its host may be lost). So the run history never shows a dead run as in
-    progress, and the API's list cache, which pauses while an analysis runs, resumes.
+    ran on this host and has gone is closed at once; an analysis still `running` after ``older_than`` is
+    closed unless its owner is seen alive on this host (it ran elsewhere, and that host may be lost). So
+    the run history never shows a dead run as in progress, the API's list cache (paused while an analysis
+    runs) resumes, and the next analysis may start.
     """
     cutoff = utcnow() - older_than
     candidates = session.execute(
@@ -101,10 +107,11 @@ def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
         .where(AnalysisRun.status.in_(OPEN_STATUSES),
                or_(AnalysisRun.owner.is_not(None), AnalysisRun.kind.in_(ANALYSIS_KINDS)))
     ).all()
-    gone = [row.id for row in candidates if owner_gone(row.owner)]
+    states = {row.id: owner_state(row.owner) for row in candidates}
+    gone = [row.id for row in candidates if states[row.id] == "gone"]
     stale = [row.id for row in candidates
              if row.kind in ANALYSIS_KINDS and row.status == "running" and row.started_at is not None
-             and row.started_at <= cutoff and row.id not in gone]
+             and row.started_at <= cutoff and states[row.id] == "unknown"]
     marked = 0
     for ids, error in ((gone, "the process running this job stopped without recording an end (killed?)"),
                        (stale, f"still running after {older_than}: the process running it stopped without "
@@ -116,3 +123,44 @@ def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
             marked += int(result.rowcount or 0)  # type: ignore[attr-defined]
     return marked
 
+
+
+class AnalysisBusy(RuntimeError):
+    """Another analysis is running on this database; one runs at a time."""
+
+
+def claim_analysis(factory: sessionmaker[Session], kind: str, *, run_id: int | None = None,
+                   stale_after: dt.timedelta) -> int:
+    """Record that an analysis of ``kind`` starts in this process; returns its run id.
+
+    Runs whose process is gone are closed first (:func:`reap_abandoned_runs`). Then the queued row
+    ``run_id`` (a job from the API) is adopted, or a row is added. Two analyses at once would rewrite the same
+    themes and assignments, so a unique index admits one `running` analysis: while another runs this raises
+    :class:`AnalysisBusy` naming it, and records nothing.
+    """
+    with session_scope(factory) as session:
+        reap_abandoned_runs(session, older_than=stale_after)
+    values = {"kind": kind, "status": "running", "started_at": utcnow(), "owner": process_owner()}
+    try:
+        with session_scope(factory) as session:
+            if run_id is None:
+                run = AnalysisRun(**values)
+                session.add(run)
+                session.flush()
+                return run.id
+            found = session.execute(update(AnalysisRun).where(AnalysisRun.id == run_id).values(**values))
+            if found.rowcount != 1:  # type: ignore[attr-defined]
+                raise LookupError(f"analysis run {run_id} does not exist")
+            return run_id
+    except IntegrityError:
+        pass
+    with session_scope(factory) as session:
+        other = session.execute(
+            select(AnalysisRun.id, AnalysisRun.kind, AnalysisRun.started_at, AnalysisRun.owner)
+            .where(AnalysisRun.status == "running", AnalysisRun.kind.in_(ANALYSIS_KINDS))).first()
+    if other is None:  # it ended between the two statements: this one may go ahead
+        return claim_analysis(factory, kind, run_id=run_id, stale_after=stale_after)
+    raise AnalysisBusy(
+        f"analysis run {other.id} ({other.kind}) is running since {other.started_at:%Y-%m-%d %H:%M} UTC "
+        f"(process {other.owner or 'unknown'}); one analysis runs at a time, so wait for it to end. A run whose "
+        f"process has gone is closed when the next one starts, or after {stale_after} if it ran on another host")

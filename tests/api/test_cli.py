@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -101,3 +102,23 @@ def test_analyze_prints_every_field_in_full_on_a_narrow_screen(tmp_path: Path, m
     for text in ("run_id", "incremental", "1,200", "3,517", "unassigned_share", "0.0006", "12.35", "embed: 0.022",
                  "scores: 0.221", "full: False", "last_full_at: 2026-12-03T16:40:09+00:00"):
         assert text in out.output, (text, out.output)
+
+
+def test_analyze_refuses_to_start_beside_a_running_analysis(tmp_path: Path, monkeypatch) -> None:
+    from models import migrate
+    from models.db import make_engine
+    from models.tables import AnalysisRun
+    from pipeline.runs import process_owner
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", url)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    with Session(engine) as session, session.begin():  # the hourly schedule's run, in a live process
+        session.add(AnalysisRun(kind="incremental", status="running", owner=process_owner()))
+    engine.dispose()
+    out = CliRunner().invoke(app, ["analyze", "--full"])
+    assert out.exit_code != 0
+    message = " ".join(out.output.split())
+    assert "analysis not started: analysis run 1 (incremental) is running since" in message, out.output
+    assert "one analysis runs at a time" in message

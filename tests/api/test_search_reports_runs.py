@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from models.tables import AnalysisRun, Source
+from pipeline.runs import process_owner
 from tests.api.factories import World, make_embedding, make_feedback
+from tests.pipeline.test_runs import gone_owner
 
 
 def test_search_ranks_by_cosine(client: TestClient, auth: Any, world: World) -> None:
@@ -96,6 +99,52 @@ def test_runs(client: TestClient, auth: Any, world: World, job_runner: Any, sess
     listed = client.get("/v1/runs", params={"status": "abandoned"}, headers=auth("pm"))
     assert [r["id"] for r in listed.json()] == [gone.id]
     assert client.post("/v1/runs", json={"kind": "everything"}, headers=auth("pm")).json()["field"] == "body.kind"
+
+
+def test_an_analysis_is_refused_while_another_runs(client: TestClient, auth: Any, world: World, job_runner: Any,
+                                                   sessions: Any) -> None:
+    with sessions.begin() as session:  # the hourly schedule's analysis, say, in another live process
+        session.add(AnalysisRun(kind="incremental", status="running", owner=process_owner()))
+        session.add(AnalysisRun(kind="sync", status="running", owner=process_owner()))  # syncs do not count
+    refused = client.post("/v1/runs", json={"kind": "full"}, headers=auth("pm"))
+    assert refused.status_code == 409
+    assert "is running since" in refused.json()["detail"] and "one analysis runs at a time" in refused.json()["detail"]
+    assert job_runner.calls == []
+    with sessions.begin() as session:  # its process was killed: the next analysis may start (and closes it)
+        session.execute(update(AnalysisRun).where(AnalysisRun.kind == "incremental").values(owner=gone_owner()))
+    assert client.post("/v1/runs", json={"kind": "full"}, headers=auth("pm")).status_code == 202
+    with sessions.begin() as session:  # other jobs are not held by a live analysis
+        session.execute(update(AnalysisRun).where(AnalysisRun.kind == "incremental").values(owner=process_owner()))
+        source_id = session.scalars(select(Source.id)).first()
+    assert client.post("/v1/runs", json={"kind": "full"}, headers=auth("pm")).status_code == 409
+    assert client.post(f"/v1/sources/{source_id}/sync", headers=auth("pm")).status_code == 202
+
+
+def test_thread_runner_fails_a_queued_analysis_that_finds_another_running(settings: Any, engine: Any,
+                                                                           sessions: Any) -> None:
+    from api.jobs import ThreadJobRunner, queue_run
+    from flows.analysis import begin_run, decide_recluster
+
+    def analysis(settings: Any, *, run_id: int, **params: Any) -> None:  # as flows.jobs.run_analysis starts
+        with sessions() as session:
+            decision = decide_recluster(session, settings, asked=True)
+        begin_run(sessions, decision, run_id)
+        raise AssertionError("should not get here")
+
+    runner = ThreadJobRunner(settings, sessions, resolve=lambda kind: analysis)
+    with sessions.begin() as session:
+        other = AnalysisRun(kind="full", status="running", owner=process_owner())
+        session.add(other)
+        session.flush()
+        queued = queue_run(session, "full", {}).id
+    runner.submit("full", run_id=queued)
+    for thread in runner.threads:
+        thread.join(timeout=30)
+    with sessions() as session:
+        run = session.get(AnalysisRun, queued)
+        assert run is not None and run.status == "failed"
+        assert run.error.startswith(f"AnalysisBusy: analysis run {other.id} (full) is running since")
+        assert session.get(AnalysisRun, other.id).status == "running"
 
 
 def test_thread_runner_records_outcomes(settings: Any, engine: Any, sessions: Any) -> None:

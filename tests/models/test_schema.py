@@ -4,10 +4,11 @@ import math
 
 import pytest
 from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
 
 from models import migrate
 from models.db import json_loads, make_engine
-from models.tables import Account, Base, Feedback, Source
+from models.tables import Account, AnalysisRun, Base, Feedback, Source
 
 
 def test_upgrade_creates_every_table_and_round_trips(db_url: str) -> None:
@@ -82,3 +83,31 @@ def test_json_columns_round_trip(sessions) -> None:
                              occurred_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC), flags=flags, tags=["a", "b"]))
     with sessions() as session:
         assert session.execute(select(Feedback.flags, Feedback.tags)).one() == (flags, ["a", "b"])
+
+
+def test_upgrading_closes_all_but_the_newest_of_several_running_analyses(db_url: str) -> None:
+    """Before 0004 nothing stopped analyses from overlapping; the one-running index needs at most one."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    try:
+        migrate.downgrade(engine, "0003")
+        with engine.begin() as conn:
+            for kind, status in [("full", "running"), ("incremental", "running"), ("sync", "running"),
+                                 ("full", "succeeded"), ("incremental", "running")]:
+                conn.execute(text("INSERT INTO analysis_run (kind, status, started_at, stats) "
+                                  "VALUES (:kind, :status, CURRENT_TIMESTAMP, '{}')"), {"kind": kind, "status": status})
+        migrate.upgrade(engine, "head")
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT kind, status, error FROM analysis_run ORDER BY id")).all()
+        assert [(k, s) for k, s, _ in rows] == [("full", "abandoned"), ("incremental", "abandoned"),
+                                                ("sync", "running"), ("full", "succeeded"), ("incremental", "running")]
+        assert "closed by migration 0004" in rows[0][2]
+        with Session(engine) as session:  # the migration's timestamp reads back as an aware UTC datetime
+            closed = session.scalars(select(AnalysisRun.finished_at).where(AnalysisRun.status == "abandoned")).all()
+        assert all(t is not None and t.utcoffset() == dt.timedelta(0) for t in closed)
+        with pytest.raises(Exception, match="(?i)unique"), engine.begin() as conn:
+            conn.execute(text("INSERT INTO analysis_run (kind, status, started_at, stats) "
+                              "VALUES ('full', 'running', CURRENT_TIMESTAMP, '{}')"))
+    finally:
+        engine.dispose()

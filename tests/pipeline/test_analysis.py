@@ -308,6 +308,8 @@ def test_items_stored_after_the_embed_step_wait_for_the_next_run(sessions, setti
     assert summary.kind == "incremental" and waiting
     assert not waiting & assignments(sessions).keys()
     assert summary.items == corpus - len(waiting) and summary.assigned == len(assignments(sessions))
+    run.scores(summary, now=NOW)
+    run.finish(summary)  # one analysis runs at a time: the next starts once this one has ended
 
     after = analyzer(sessions, settings).run(now=NOW)
     assert after.items == corpus and after.embedded > 0
