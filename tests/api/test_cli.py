@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from api.cli import app
@@ -104,21 +103,20 @@ def test_analyze_prints_every_field_in_full_on_a_narrow_screen(tmp_path: Path, m
         assert text in out.output, (text, out.output)
 
 
-def test_analyze_refuses_to_start_beside_a_running_analysis(tmp_path: Path, monkeypatch) -> None:
-    from models import migrate
-    from models.db import make_engine
+def test_analyze_refuses_to_start_beside_a_running_analysis(settings, sessions, monkeypatch) -> None:
+    from prefect.testing.utilities import prefect_test_harness
+
     from models.tables import AnalysisRun
     from pipeline.runs import process_owner
 
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", url)
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    with Session(engine) as session, session.begin():  # the hourly schedule's run, in a live process
-        session.add(AnalysisRun(kind="incremental", status="running", owner=process_owner()))
-    engine.dispose()
-    out = CliRunner().invoke(app, ["analyze", "--full"])
+    monkeypatch.setenv("GROUNDSWELL_DATABASE_URL", settings.effective_database_url)
+    monkeypatch.setenv("GROUNDSWELL_DATA_DIR", str(settings.data_dir))
+    with sessions.begin() as session:  # the hourly schedule's run, in a live process
+        running = AnalysisRun(kind="incremental", status="running", owner=process_owner())
+        session.add(running)
+    with prefect_test_harness(server_startup_timeout=120):  # the real flow, on a server started outside the runner
+        out = CliRunner().invoke(app, ["analyze", "--full"])
     assert out.exit_code != 0
     message = " ".join(out.output.split())
-    assert "analysis not started: analysis run 1 (incremental) is running since" in message, out.output
+    assert f"analysis not started: analysis run {running.id} (incremental) is running since" in message, out.output
     assert "one analysis runs at a time" in message
