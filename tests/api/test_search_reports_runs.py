@@ -113,6 +113,9 @@ def test_an_analysis_is_refused_while_another_runs(client: TestClient, auth: Any
     with sessions.begin() as session:  # its process was killed: the next analysis may start (and closes it)
         session.execute(update(AnalysisRun).where(AnalysisRun.kind == "incremental").values(owner=gone_owner()))
     assert client.post("/v1/runs", json={"kind": "full"}, headers=auth("pm")).status_code == 202
+    queued = client.post("/v1/runs", json={"kind": "incremental"}, headers=auth("pm"))  # the first is still queued
+    assert queued.status_code == 409 and f"analysis run {job_runner.calls[-1][1]['run_id']} (full) is queued since" \
+        in queued.json()["detail"]
     with sessions.begin() as session:  # other jobs are not held by a live analysis
         session.execute(update(AnalysisRun).where(AnalysisRun.kind == "incremental").values(owner=process_owner()))
         source_id = session.scalars(select(Source.id)).first()
