@@ -124,7 +124,6 @@ def reap_abandoned_runs(session: Session, *, older_than: dt.timedelta) -> int:
     return marked
 
 
-
 class AnalysisBusy(RuntimeError):
     """Another analysis is running on this database; one runs at a time."""
 
