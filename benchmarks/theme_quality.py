@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from ingest.cleaning import clean_text  # noqa: E402
+from ingest.connectors.files import csv_delimiter  # noqa: E402
 from pipeline.clustering import ThemeClusterer  # noqa: E402
 from pipeline.embedding import DEFAULT_MODEL, make_embedder  # noqa: E402
 
@@ -102,14 +103,9 @@ def _read_frame(path: Path, split: str, encoding: str) -> pd.DataFrame:
 
 
 def _csv_delimiter(path: Path, encoding: str) -> str:
-    """``,`` unless the header has no comma but semicolons, tabs or pipes (European spreadsheet exports)."""
+    """The delimiter the file connector would read ``path`` with (from its header line)."""
     with path.open(encoding=encoding, newline="") as f:
-        header = f.readline()
-    if "," in header:
-        return ","
-    counts = {d: header.count(d) for d in ";\t|"}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
+        return csv_delimiter(f.readline())
 
 
 def _json_frame(data: Any, path: Path, split: str) -> pd.DataFrame:
