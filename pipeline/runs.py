@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -128,6 +129,22 @@ class AnalysisBusy(RuntimeError):
     """Another analysis is running on this database; one runs at a time."""
 
 
+def analysis_in_progress(session: Session, statuses: tuple[str, ...] = ("running",)) -> Any | None:
+    """The oldest analysis in one of ``statuses`` whose process is not known to be gone, or None.
+
+    Returns: a row with ``id``, ``kind``, ``status``, ``started_at`` and ``owner``.
+    """
+    rows = session.execute(
+        select(AnalysisRun.id, AnalysisRun.kind, AnalysisRun.status, AnalysisRun.started_at, AnalysisRun.owner)
+        .where(AnalysisRun.status.in_(statuses), AnalysisRun.kind.in_(ANALYSIS_KINDS)).order_by(AnalysisRun.id))
+    return next((row for row in rows if not owner_gone(row.owner)), None)
+
+
+def describe_run(row: Any) -> str:
+    """``analysis run N (kind) is running since YYYY-MM-DD HH:MM UTC`` for a row of :func:`analysis_in_progress`."""
+    return f"analysis run {row.id} ({row.kind}) is {row.status} since {row.started_at:%Y-%m-%d %H:%M} UTC"
+
+
 def claim_analysis(factory: sessionmaker[Session], kind: str, *, run_id: int | None = None,
                    stale_after: dt.timedelta) -> int:
     """Record that an analysis of ``kind`` starts in this process; returns its run id.
@@ -153,13 +170,11 @@ def claim_analysis(factory: sessionmaker[Session], kind: str, *, run_id: int | N
             return run_id
     except IntegrityError:
         pass
-    with session_scope(factory) as session:
-        other = session.execute(
-            select(AnalysisRun.id, AnalysisRun.kind, AnalysisRun.started_at, AnalysisRun.owner)
-            .where(AnalysisRun.status == "running", AnalysisRun.kind.in_(ANALYSIS_KINDS))).first()
-    if other is None:  # it ended between the two statements: this one may go ahead
+    with factory() as session:
+        other = analysis_in_progress(session)
+    if other is None:  # it ended (or its process died) between the two statements: this one may go ahead
         return claim_analysis(factory, kind, run_id=run_id, stale_after=stale_after)
     raise AnalysisBusy(
-        f"analysis run {other.id} ({other.kind}) is running since {other.started_at:%Y-%m-%d %H:%M} UTC "
-        f"(process {other.owner or 'unknown'}); one analysis runs at a time, so wait for it to end. A run whose "
-        f"process has gone is closed when the next one starts, or after {stale_after} if it ran on another host")
+        f"{describe_run(other)} (process {other.owner or 'unknown'}); one analysis runs at a time, so wait for it "
+        f"to end. A run whose process has gone is closed when the next one starts, or after {stale_after} if it "
+        "ran on another host")

@@ -13,7 +13,7 @@ from api.errors import Conflict, NotFound
 from api.jobs import queue_run
 from api.schemas import RunIn, RunOut
 from models.tables import AnalysisRun
-from pipeline.runs import ANALYSIS_KINDS, OPEN_STATUSES, owner_gone
+from pipeline.runs import OPEN_STATUSES, analysis_in_progress, describe_run
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/runs", tags=["runs"])
 
@@ -59,12 +59,8 @@ def get_run(run_id: IdPath, session: SessionDep, _: PmDep) -> RunOut:
              responses={409: {"description": "Another analysis is running; one runs at a time."}})
 def start_analysis(body: RunIn, request: Request, session: SessionDep, principal: PmDep) -> RunOut:
     # One analysis runs at a time, and a queued one is about to; a killed one is closed when the next starts.
-    for other in session.execute(
-            select(AnalysisRun.id, AnalysisRun.kind, AnalysisRun.status, AnalysisRun.started_at, AnalysisRun.owner)
-            .where(AnalysisRun.status.in_(OPEN_STATUSES), AnalysisRun.kind.in_(ANALYSIS_KINDS))
-            .order_by(AnalysisRun.id)):
-        if not owner_gone(other.owner):
-            raise Conflict(f"analysis run {other.id} ({other.kind}) is {other.status} since "
-                           f"{other.started_at:%Y-%m-%d %H:%M} UTC; one analysis runs at a time, so start this one "
-                           f"once it has ended (GET /v1/runs/{other.id})")
+    other = analysis_in_progress(session, OPEN_STATUSES)
+    if other is not None:
+        raise Conflict(f"{describe_run(other)}; one analysis runs at a time, so start this one once it has "
+                       f"ended (GET /v1/runs/{other.id})")
     return start_run(request, session, body.kind, {"requested_by": principal.name})
