@@ -83,7 +83,7 @@ def decide_recluster(session: Session, settings: Settings, *, asked: bool = Fals
 
 
 def begin_run(factory: sessionmaker[Session], decision: ReclusterDecision,
-              run_id: int | None = None, *, stale_run_hours: float = 6.0) -> AnalysisSummary:
+              run_id: int | None = None, *, stale_run_hours: float) -> AnalysisSummary:
     """Record the run: adopt the queued ``analysis_run`` row ``run_id`` (a job from the API) or add one.
 
     Raises :class:`~pipeline.runs.AnalysisBusy` while another analysis runs (one runs at a time).

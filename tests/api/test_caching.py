@@ -20,7 +20,7 @@ from pipeline.embedding import HashingEmbedder
 from pipeline.runs import process_owner
 from tests.api.conftest import FakeJobRunner
 from tests.api.factories import World, make_opportunity, make_run, make_stats
-from tests.pipeline.test_runs import gone_owner
+from tests.processes import gone_owner
 
 
 def test_lists_are_cached_until_a_new_run_lands(client: TestClient, auth: Any, world: World, app: Any,

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from models.tables import AnalysisRun, Source
 from pipeline.runs import process_owner
 from tests.api.factories import World, make_embedding, make_feedback
-from tests.pipeline.test_runs import gone_owner
+from tests.processes import gone_owner
 
 
 def test_search_ranks_by_cosine(client: TestClient, auth: Any, world: World) -> None:
@@ -131,7 +131,7 @@ def test_thread_runner_fails_a_queued_analysis_that_finds_another_running(settin
     def analysis(settings: Any, *, run_id: int, **params: Any) -> None:  # as flows.jobs.run_analysis starts
         with sessions() as session:
             decision = decide_recluster(session, settings, asked=True)
-        begin_run(sessions, decision, run_id)
+        begin_run(sessions, decision, run_id, stale_run_hours=settings.stale_run_hours)
         raise AssertionError("should not get here")
 
     runner = ThreadJobRunner(settings, sessions, resolve=lambda kind: analysis)

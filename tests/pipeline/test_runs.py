@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -15,16 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.tables import AnalysisRun, utcnow
 from pipeline.runs import AnalysisBusy, claim_analysis, owner_gone, process_owner, reap_abandoned_runs
+from tests.processes import gone_owner
 
-ROOT = Path(__file__).resolve().parents[2]
 HOURS = dt.timedelta(hours=6)
-
-
-def gone_owner() -> str:
-    """The owner string of a process that has run and exited."""
-    done = subprocess.run([sys.executable, "-c", "from pipeline.runs import process_owner; print(process_owner())"],
-                          capture_output=True, text=True, cwd=ROOT, check=True)
-    return done.stdout.strip()
 
 
 def test_this_process_is_alive_and_an_exited_one_is_gone() -> None:
