@@ -311,7 +311,11 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
 
     @app.get("/ready", tags=["ops"])
     def ready() -> Any:
-        """The database answers and the embedding model can be found."""
+        """The database answers and the embedding model can be found.
+
+        With embedding on arrival, ``arrivals`` also counts the notes waiting to be embedded and those embedded,
+        failed or left to the next analysis since the server started.
+        """
         checks: dict[str, str] = {}
         try:
             with engine.connect() as conn:
@@ -327,8 +331,10 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         except Exception as exc:
             checks["model"] = f"unavailable: {exc}"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
+        if app.state.arrivals is not None:  # informational: a backlog or failures here never make it unready
+            body["arrivals"] = app.state.arrivals.stats()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     # Outermost first: the size limit sees the raw request before anything reads the body.
     secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)

@@ -68,6 +68,7 @@ class ArrivalEmbedder:
 
     def submit(self, feedback_ids: Iterable[int]) -> None:
         """Queue stored (committed) feedback items by id; returns at once."""
+        dropped = 0
         with self._cond:
             if self._closed:
                 return
@@ -75,13 +76,23 @@ class ArrivalEmbedder:
                 if feedback_id in self._pending:
                     continue
                 if len(self._pending) >= self.max_pending:
-                    self.dropped += 1
+                    dropped += 1
                     continue
                 self._pending[feedback_id] = None
+            self.dropped += dropped
             if self._pending and self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True, name="arrival-embedder")
                 self._thread.start()
             self._cond.notify()
+        if dropped:
+            log.warning("%d arrived items not queued for embedding (%d already waiting); the next analysis "
+                        "embeds them", dropped, self.max_pending)
+
+    def stats(self) -> dict[str, int]:
+        """Items waiting, and items embedded, failed and left to the analysis (queue full) since start."""
+        with self._cond:
+            return {"pending": len(self._pending), "embedded": self.embedded,
+                    "failed": self.failed, "dropped": self.dropped}
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is embedded (or given up). Returns False on timeout."""

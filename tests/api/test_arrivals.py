@@ -83,6 +83,7 @@ def test_embedding_on_arrival_can_be_turned_off(settings: Any, engine: Any, embe
         note = client.post("/v1/feedback", json={"text": "Dark mode please", "account_name": "Acme"},
                            headers=auth("sales"))
         assert note.status_code == 201
+        assert "arrivals" not in client.get("/ready").json()
     assert _vectors(sessions, embedder.name) == {}  # left to the next analysis
 
 
@@ -101,11 +102,14 @@ def test_a_failing_embedder_loses_no_note_and_is_counted(settings: Any, engine: 
         assert app.state.arrivals.flush(timeout=10)
         assert app.state.arrivals.failed == 1
         assert client.get(f"/v1/feedback/{note.json()['id']}", headers=auth("pm")).status_code == 200
+        ready = client.get("/ready")  # an operator sees the failure; the server stays ready
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["arrivals"] == {"pending": 0, "embedded": 0, "failed": 1, "dropped": 0}
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Embedding)) == 0
 
 
-def test_the_queue_is_bounded_and_closes(sessions: Any, embedder: Any) -> None:
+def test_the_queue_is_bounded_and_closes(sessions: Any, embedder: Any, caplog: pytest.LogCaptureFixture) -> None:
     arrivals = ArrivalEmbedder(sessions, embedder, max_pending=2)
     arrivals.close()
     arrivals.submit([1, 2, 3])  # closed: ignored, no thread started
@@ -114,6 +118,7 @@ def test_the_queue_is_bounded_and_closes(sessions: Any, embedder: Any) -> None:
     with bounded._cond:  # hold the worker off so the queue fills
         bounded.submit([1, 2, 2, 3])  # a repeated id is queued once; the third id finds the queue full
         assert bounded.dropped == 1 and list(bounded._pending) == [1, 2]
+    assert "1 arrived items not queued for embedding" in caplog.text
     assert bounded.flush(timeout=10)  # ids of no stored item are skipped without error
     assert bounded.failed == 0
     bounded.close()
