@@ -20,8 +20,11 @@ Examples::
 A ``.json`` file is a list of objects (one a row) or of ``[text, label]`` pairs, alone or under a key:
 CLINC150's ``data_full.json`` holds pairs under each split (``--split``, ``test`` by default). A CSV
 whose header has semicolons, tabs or pipes but no comma is read with that delimiter; ``.ndjson`` is
-read as JSON lines; a UTF-8 byte-order mark is ignored. When the named text or label column is missing,
-common alternatives (``utterance``, ``sentence``...; ``intent``, ``category``...) are tried.
+read as JSON lines; a UTF-8 byte-order mark is ignored. Without ``--text-column`` or ``--label-column``
+the first usual name the file has is read (``text``, ``utterance``, ``sentence``...; ``label``,
+``intent``, ``category``...). A column named on the command line is read as named (or the one column
+that differs from it only in case); if the file has no such column the run stops, naming the columns
+it has, rather than measure another one.
 """
 
 from __future__ import annotations
@@ -70,16 +73,31 @@ class Result:
     group: str | None = None
 
 
-def _pick_column(frame: pd.DataFrame, wanted: str, fallbacks: tuple[str, ...], what: str) -> str:
-    if wanted in frame.columns:
-        return wanted
+def _pick_column(frame: pd.DataFrame, wanted: str | None, fallbacks: tuple[str, ...], what: str) -> str:
+    """The column to read ``what`` from.
+
+    A name the caller gave is used as given, or as the one column that matches it but for case and spaces
+    (``Intent`` for ``intent``); it never falls back to another column, so a mistyped name is an error, not a
+    silent measurement of the wrong column. Without a name, the first of ``fallbacks`` the file has is used.
+    """
+    columns = [str(c) for c in frame.columns]
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        alike = [c for c in columns if c.strip().casefold() == wanted.strip().casefold()]
+        if len(alike) == 1:
+            log.warning("no %s column %r; using %r", what, wanted, alike[0])
+            return alike[0]
+        raise SystemExit(f"{what} column {wanted!r} not found; the file has {columns}")
     for name in fallbacks:
-        if name in frame.columns:
-            log.info("no %s column %r; using %r", what, wanted, name)
-            return name
+        alike = [c for c in columns if c.strip().casefold() == name]
+        if len(alike) == 1:
+            if alike[0] != fallbacks[0]:
+                log.warning("no %s column %r; using %r (name another with --%s-column)", what, fallbacks[0],
+                            alike[0], what)
+            return alike[0]
     raise SystemExit(
-        f"{what} column {wanted!r} not found; the file has {list(frame.columns)}; "
-        f"pass --{what}-column NAME"
+        f"no {what} column: the file has {columns} and none of {list(fallbacks)}; pass --{what}-column NAME"
     )
 
 
@@ -132,7 +150,7 @@ def _json_frame(data: Any, path: Path, split: str) -> pd.DataFrame:
     raise SystemExit(f"{path}: rows must all be objects or all be [text, label] pairs")
 
 
-def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "label",
+def read_labeled(path: Path, *, text_column: str | None = None, label_column: str | None = None,
                  group_column: str | None = None, split: str = "test", encoding: str = "utf-8") -> pd.DataFrame:
     """Read a labeled file into a frame with string columns ``text``, ``label`` and ``group``.
 
@@ -159,9 +177,7 @@ def read_labeled(path: Path, *, text_column: str = "text", label_column: str = "
         "label": _strings(frame[label_column]).str.strip(),
     })
     if group_column:
-        if group_column not in frame.columns:
-            raise SystemExit(f"group column {group_column!r} not found; the file has {list(frame.columns)}")
-        out["group"] = _strings(frame[group_column])
+        out["group"] = _strings(frame[_pick_column(frame, group_column, (), "group")])
     else:
         out["group"] = "all"
     return out.reset_index(drop=True)
@@ -285,8 +301,10 @@ def write_assignments(path: Path, frame: pd.DataFrame, labels: np.ndarray) -> No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="labeled .csv, .tsv, .jsonl/.ndjson or .json")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--text-column", default=None,
+                        help=f"default: the first of {', '.join(TEXT_FALLBACKS)} the file has")
+    parser.add_argument("--label-column", default=None,
+                        help=f"default: the first of {', '.join(LABEL_FALLBACKS)} the file has")
     parser.add_argument("--group-column", default=None, help="discover themes separately per value")
     parser.add_argument("--split", default="test", help="split to read from a CLINC-style .json")
     parser.add_argument("--encoding", default="utf-8", help="the input file's text encoding")

@@ -134,6 +134,32 @@ def test_unreadable_input_is_refused_with_a_message_that_names_the_problem(tmp_p
                             "--model", "hashing-384", "--no-bertopic"])
 
 
+def test_a_named_column_is_read_as_named_and_never_swapped_for_another(tmp_path, capsys) -> None:
+    rows = _rows(20)
+    path = tmp_path / "export.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Body", "Topic", "label", "product"])  # a "label" column that is not the one wanted
+        writer.writerows([r["body"], r["topic"], r["product"], r["product"]] for r in rows)
+    with pytest.raises(SystemExit, match=r"label column 'intent' not found; the file has \['Body', 'Topic', 'label'"):
+        theme_quality.main(["--input", str(path), "--text-column", "Body", "--label-column", "intent",
+                            "--model", "hashing-384", "--no-bertopic"])
+    with pytest.raises(SystemExit, match=r"group column 'segment' not found"):
+        theme_quality.main(["--input", str(path), "--text-column", "Body", "--label-column", "Topic",
+                            "--group-column", "segment", "--model", "hashing-384", "--no-bertopic"])
+    [named] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic")
+    assert named["k_true"] == 4  # "topic" read from "Topic", not the two-valued "label"
+    [guessed] = _run(capsys, "--input", str(path))
+    assert guessed["k_true"] == 2  # with no name given, the usual "label" column is the one read
+
+
+def test_without_a_usual_column_name_the_run_says_what_the_file_has(tmp_path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text("words,kind\nexport is broken,export\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"no text column: the file has \['words', 'kind'\] and none of"):
+        theme_quality.main(["--input", str(path), "--model", "hashing-384", "--no-bertopic"])
+
+
 def test_another_encoding_can_be_named(tmp_path, capsys) -> None:
     path = tmp_path / "latin.csv"
     rows = _rows(20)
