@@ -1,4 +1,10 @@
-"""One Prefect test harness (a temporary local API and database) shared by every flow test."""
+"""One Prefect test harness (a temporary local API and database) shared by every flow test.
+
+The harness ends with this folder (a package, so that ``scope="package"`` means it). Its exit drains
+Prefect's events worker; left open for the rest of the session, the worker's websocket sends a keepalive
+ping every 20 s from a background thread, with a payload drawn from the global ``random``, and a
+hypothesis test drawing examples at that moment warns "do not use the random module inside strategies".
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import pytest
 from models.settings import Settings
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
