@@ -10,6 +10,12 @@ placeholders); without it the texts are measured as written, comparable with pub
 A row with a blank text (after cleaning, with ``--clean``) or no label cannot be scored: it is skipped,
 counted (``skipped`` in the output) and left without a theme in ``--assignments``.
 
+``--json`` prints one line: Groundswell's ``nmi``, ``ari``, ``k_true``, ``k_found``, ``unassigned`` and
+``seconds`` (with ``method``, ``n``, ``skipped``, and ``groups`` per group) at the top level, and BERTopic's
+figures under ``bertopic``. BERTopic is only a comparison and only in the ``bench`` extra: when it is not
+installed, or fails on the input, a warning says so and Groundswell's figures are printed alone (with
+``bertopic: {"error": ...}`` when it failed).
+
 Examples::
 
     python benchmarks/theme_quality.py --input ../shared/datasets/clinc150/data_full.json
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -247,11 +254,16 @@ def run_groundswell(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     return model.labels_, time.perf_counter() - started
 
 
+def bertopic_missing() -> str | None:
+    """Why BERTopic cannot run here (it is only in the ``bench`` extra), or None when it can."""
+    if importlib.util.find_spec("bertopic") is None:
+        return "BERTopic is not installed (`make bench` installs it, or `pip install bertopic`)"
+    return None
+
+
 def run_bertopic(texts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, float]:
-    try:
-        from bertopic import BERTopic
-    except ImportError as exc:
-        raise SystemExit("BERTopic is not installed; `pip install bertopic` or pass --no-bertopic") from exc
+    from bertopic import BERTopic
+
     started = time.perf_counter()
     topics, _ = BERTopic().fit_transform(texts, embeddings=vectors)
     return np.asarray(topics), time.perf_counter() - started
@@ -310,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoding", default="utf-8", help="the input file's text encoding")
     parser.add_argument("--clean", action="store_true",
                         help="clean texts as ingest does (HTML, quoted replies, signatures, PII) before embedding")
-    parser.add_argument("--json", action="store_true", help="one JSON line per method")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON line: Groundswell's figures, BERTopic's under the key 'bertopic'")
     parser.add_argument("--assignments", type=Path, default=None, help="write Groundswell's row,theme CSV")
     parser.add_argument("--no-bertopic", action="store_true")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedding model name or path")
@@ -332,8 +345,14 @@ def main(argv: list[str] | None = None) -> int:
     texts = scored["text"].tolist()
     vectors = cached_embeddings(texts, model=args.model, tag=args.input.stem)
 
-    methods = ["groundswell"] + ([] if args.no_bertopic else ["bertopic"])
+    # BERTopic is the comparison, not the measurement: when it is missing or fails, Groundswell's figures
+    # are still printed (with a warning on stderr), never lost with it.
+    missing = None if args.no_bertopic else bertopic_missing()
+    if missing:
+        log.warning("%s; measuring Groundswell alone", missing)
+    methods = ["groundswell"] + ([] if args.no_bertopic or missing else ["bertopic"])
     results: dict[str, list[Result]] = {m: [] for m in methods}
+    bertopic_error: str | None = None
     assignments = np.full(len(frame), -1, dtype=np.int64)  # every input row; skipped ones stay unassigned
     offset = 0
     for group, rows in scored.groupby("group", sort=True).indices.items():
@@ -344,14 +363,26 @@ def main(argv: list[str] | None = None) -> int:
         # theme ids stay unique across groups in the assignments file
         assignments[usable[rows]] = np.where(labels >= 0, labels + offset, -1)
         offset += int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
-        if "bertopic" in results:
-            labels, seconds = run_bertopic([texts[i] for i in rows], vectors[rows])
-            results["bertopic"].append(score("bertopic", truth, labels, seconds, group))
+        if "bertopic" in results and bertopic_error is None:
+            try:
+                labels, seconds = run_bertopic([texts[i] for i in rows], vectors[rows])
+            except Exception as exc:  # its UMAP/HDBSCAN can refuse small or odd inputs
+                bertopic_error = f"{type(exc).__name__}: {exc}"
+                log.warning("BERTopic failed on group %r (%s); measuring Groundswell alone", group, bertopic_error)
+            else:
+                results["bertopic"].append(score("bertopic", truth, labels, seconds, group))
+    if bertopic_error is not None:
+        del results["bertopic"]
 
     rows_out = [dict(combine(m, parts), skipped=n_skipped) for m, parts in results.items()]
     if args.json:
-        for row in rows_out:
-            print(json.dumps(row))
+        # One line: Groundswell's figures at the top level, BERTopic's (when it ran) under "bertopic".
+        line = dict(rows_out[0])
+        if len(rows_out) > 1:
+            line["bertopic"] = {k: v for k, v in rows_out[1].items() if k != "method"}
+        elif bertopic_error is not None:
+            line["bertopic"] = {"error": bertopic_error}
+        print(json.dumps(line))
     else:
         print(f"{args.input.name}: {len(frame)} rows, {usable.size} scored, model {args.model}")
         print_table(rows_out)

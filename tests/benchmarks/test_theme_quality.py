@@ -6,11 +6,13 @@ Runs in process with the hashing embedder (no model download, vectors cached in 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,6 +160,45 @@ def test_without_a_usual_column_name_the_run_says_what_the_file_has(tmp_path) ->
     path.write_text("words,kind\nexport is broken,export\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"no text column: the file has \['words', 'kind'\] and none of"):
         theme_quality.main(["--input", str(path), "--model", "hashing-384", "--no-bertopic"])
+
+
+def _run_with_bertopic(capsys, path: Path) -> list[dict]:
+    assert theme_quality.main(["--input", str(path), "--text-column", "body", "--label-column", "topic",
+                               "--model", "hashing-384", "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_json_is_one_line_with_bertopic_beside_groundswell(tmp_path, capsys, monkeypatch) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    [alone] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic")
+    monkeypatch.setattr(theme_quality, "bertopic_missing", lambda: None)
+    # a stand-in for BERTopic (it is in the bench extra only): one topic per parity of the row
+    monkeypatch.setattr(theme_quality, "run_bertopic", lambda texts, vectors: (np.arange(len(texts)) % 2, 0.5))
+    [line] = _run_with_bertopic(capsys, path)
+    assert {k: v for k, v in line.items() if k != "bertopic"} == {k: v for k, v in alone.items() if k != "seconds"} \
+        | {"seconds": line["seconds"]}
+    assert line["method"] == "groundswell" and line["bertopic"]["k_found"] == 2 and line["bertopic"]["seconds"] == 0.5
+    assert set(line["bertopic"]) >= {"nmi", "ari", "k_true", "k_found", "unassigned", "seconds"}
+
+
+def test_groundswell_is_measured_when_bertopic_is_missing_or_fails(tmp_path, capsys, monkeypatch, caplog) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    real = importlib.util.find_spec
+    with monkeypatch.context() as m:
+        m.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bertopic" else real(name, *a))
+        [line] = _run_with_bertopic(capsys, path)
+    assert line["k_true"] == 4 and "bertopic" not in line
+    assert "BERTopic is not installed" in caplog.text and "measuring Groundswell alone" in caplog.text
+
+    def broken(texts, vectors):
+        raise ValueError("k must be less than or equal to the number of training points")
+
+    monkeypatch.setattr(theme_quality, "bertopic_missing", lambda: None)
+    monkeypatch.setattr(theme_quality, "run_bertopic", broken)
+    [line] = _run_with_bertopic(capsys, path)
+    assert line["k_true"] == 4 and line["bertopic"] == {
+        "error": "ValueError: k must be less than or equal to the number of training points"}
+    assert "BERTopic failed" in caplog.text
 
 
 def test_another_encoding_can_be_named(tmp_path, capsys) -> None:
