@@ -32,8 +32,7 @@ from api.queries import latest_run_select
 from api.sharing import SharedCall
 from api.timing import record, timed
 from models.db import session_scope
-from models.tables import AnalysisRun, Opportunity, Theme, ThemeStat
-from pipeline.runs import ANALYSIS_KINDS
+from models.tables import ANALYSIS_KINDS, AnalysisRun, Opportunity, Theme, ThemeStat
 
 log = logging.getLogger(__name__)
 

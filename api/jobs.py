@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_scope
 from models.settings import Settings
-from models.tables import AnalysisRun, utcnow
-from pipeline.runs import ANALYSIS_KINDS, process_owner
+from models.tables import ANALYSIS_KINDS, AnalysisRun, utcnow
+from pipeline.runs import process_owner
 
 log = logging.getLogger(__name__)
 

@@ -173,8 +173,9 @@ class Embedding(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-# At most one analysis runs at a time: two would rewrite the same themes and assignments (pipeline.runs).
-ONE_RUNNING_ANALYSIS = "status = 'running' AND kind IN ('full', 'incremental')"
+# The run kinds that rewrite themes and assignments. At most one of them runs at a time (pipeline.runs).
+ANALYSIS_KINDS = ("full", "incremental")
+ONE_RUNNING_ANALYSIS = f"status = 'running' AND kind IN ({', '.join(repr(k) for k in ANALYSIS_KINDS)})"
 
 
 class AnalysisRun(Base):

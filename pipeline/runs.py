@@ -20,9 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.db import session_scope
-from models.tables import AnalysisRun, Opportunity, utcnow
+from models.tables import ANALYSIS_KINDS, AnalysisRun, Opportunity, utcnow
 
-ANALYSIS_KINDS = ("full", "incremental")
 OPEN_STATUSES = ("queued", "running")
 
 
