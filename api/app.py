@@ -30,6 +30,7 @@ from api.arrivals import ArrivalEmbedder
 from api.cache import ListCache
 from api.deps import lookup_principal, sqlite_writer_lock
 from api.errors import ApiError, TooManyRequests
+from api.fifo import FifoSemaphore
 from api.jobs import JobRunner, ThreadJobRunner
 from api.query_embedding import QueryEmbedder
 from api.search_index import VectorIndex
@@ -287,7 +288,7 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.job_runner = job_runner if job_runner is not None else ThreadJobRunner(settings, sessions)
     app.state.vector_index = VectorIndex(app.state.read_sessions)
     slots = search_concurrency or available_cores()
-    app.state.search_slots = threading.BoundedSemaphore(slots)  # held while a search ranks and reads
+    app.state.search_slots = FifoSemaphore(slots)  # held while a search ranks and reads
     app.state.search_limiter = anyio.CapacityLimiter(slots)  # threads given to searches of cached queries
     app.state.list_cache = ListCache(app.state.read_sessions, reap=reap)
     app.state.note_limiter = RateLimiter(rate=note_rate[0], burst=note_rate[1])

@@ -209,10 +209,15 @@ def test_default_query_embedder_follows_the_settings(tmp_path: Any) -> None:
 def test_searches_at_once_default_to_the_cores(settings: Any, monkeypatch: Any) -> None:
     import api.app
     from api.app import create_app
+    from api.fifo import FifoSemaphore
     from pipeline.embedding import HashingEmbedder
 
     monkeypatch.setattr(api.app, "available_cores", lambda: 3)
-    assert create_app(settings, embedder=HashingEmbedder(8)).state.search_limiter.total_tokens == 3
+    app = create_app(settings, embedder=HashingEmbedder(8))
+    assert app.state.search_limiter.total_tokens == 3
+    # The slots are handed out in arrival order, so no search is passed over again and again.
+    assert isinstance(app.state.search_slots, FifoSemaphore)
+    assert [app.state.search_slots.acquire(blocking=False) for _ in range(4)] == [True] * 3 + [False]
     pinned = create_app(settings, embedder=HashingEmbedder(8), search_concurrency=5)
     assert pinned.state.search_limiter.total_tokens == 5
 
