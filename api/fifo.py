@@ -20,7 +20,7 @@ class FifoSemaphore:
     def __init__(self, value: int) -> None:
         if value < 1:
             raise ValueError(f"a semaphore needs at least one slot, not {value}")
-        self._value = value
+        self._value = self._slots = value
         self._lock = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
 
@@ -48,8 +48,10 @@ class FifoSemaphore:
         with self._lock:
             if self._waiters:
                 self._waiters.popleft().release()  # the slot passes on; the count stays as it is
-            else:
+            elif self._value < self._slots:
                 self._value += 1
+            else:  # as threading.BoundedSemaphore: a release with nothing held is a bug, not a new slot
+                raise ValueError("released more often than acquired")
 
     def __enter__(self) -> FifoSemaphore:
         self.acquire()

@@ -75,6 +75,16 @@ def test_a_released_slot_goes_to_the_longest_waiter_not_to_a_newcomer() -> None:
     assert sem.acquire(blocking=False)  # and it came back once they were done
 
 
+def test_a_release_with_nothing_held_is_refused() -> None:
+    sem = FifoSemaphore(2)
+    sem.acquire()
+    sem.release()
+    with pytest.raises(ValueError, match="released more often than acquired"):
+        sem.release()
+    assert sem.acquire(blocking=False) and sem.acquire(blocking=False)
+    assert not sem.acquire(blocking=False)  # still two slots, not three
+
+
 def test_a_slot_is_given_back_when_the_holder_raises() -> None:
     sem = FifoSemaphore(1)
     with pytest.raises(RuntimeError), sem:
