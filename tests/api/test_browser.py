@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -12,13 +11,9 @@ from typing import Any
 import pytest
 
 from tests.api.factories import World
+from tests.chromium import CHROMIUM_ARGS, require_chromium
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -48,10 +43,9 @@ def server(app: Any) -> Iterator[str]:
 @pytest.fixture
 def page() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
-    if not shutil.which(CHROMIUM) and not CHROMIUM.startswith("/"):
-        pytest.skip("chromium is not installed")
+    chromium = require_chromium()
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         pg = context.new_page()
         pg.set_default_timeout(15_000)

@@ -39,6 +39,7 @@ from pipeline.report import (
     snapshot,
 )
 from pipeline.report_data import build_weekly_report, last_complete_week, save_report, week_window
+from tests.chromium import CHROMIUM_ARGS, require_chromium
 
 URL = "https://gs.example.com"
 SECTIONS = ("Headline", "Top opportunities", "What changed", "Themes this week", "Accounts and ARR at stake",
@@ -270,15 +271,12 @@ def test_customer_text_cannot_inject_markup_or_links() -> None:
 
 @pytest.mark.browser
 def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("chromium is not installed")
+    chromium = require_chromium()
     page = tmp_path / "report.html"
     page.write_text(render_report(make_data(previous=PREVIOUS)).html, encoding="utf-8")
     shot = tmp_path / "report.png"
     subprocess.run(
-        [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        [chromium, *CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'profile'}",
          f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
         check=True, timeout=120, capture_output=True,
     )
