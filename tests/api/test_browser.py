@@ -15,6 +15,7 @@ from tests.chromium import CHROMIUM_ARGS, require_chromium
 
 pytestmark = pytest.mark.browser
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
