@@ -374,18 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     if bertopic_error is not None:
         del results["bertopic"]
 
-    rows_out = [dict(combine(m, parts), skipped=n_skipped) for m, parts in results.items()]
+    summaries = {m: dict(combine(m, parts), skipped=n_skipped) for m, parts in results.items()}
     if args.json:
         # One line: Groundswell's figures at the top level, BERTopic's (when it ran) under "bertopic".
-        line = dict(rows_out[0])
-        if len(rows_out) > 1:
-            line["bertopic"] = {k: v for k, v in rows_out[1].items() if k != "method"}
+        line = dict(summaries["groundswell"])
+        if "bertopic" in summaries:
+            line["bertopic"] = {k: v for k, v in summaries["bertopic"].items() if k != "method"}
         elif bertopic_error is not None:
             line["bertopic"] = {"error": bertopic_error}
         print(json.dumps(line))
     else:
         print(f"{args.input.name}: {len(frame)} rows, {usable.size} scored, model {args.model}")
-        print_table(rows_out)
+        print_table(list(summaries.values()))
     if args.assignments:
         write_assignments(args.assignments, frame, assignments)
     return 0
