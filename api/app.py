@@ -7,7 +7,7 @@ import functools
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,13 +33,14 @@ from api.errors import ApiError, TooManyRequests
 from api.fifo import FifoSemaphore
 from api.jobs import JobRunner, ThreadJobRunner
 from api.query_embedding import QueryEmbedder
+from api.query_process import ProcessEncoder
 from api.search_index import VectorIndex
 from api.security import RateLimiter
 from api.sharing import SharedCall
 from api.timing import ServerTiming
 from models.db import engine_from_settings, make_read_session_factory, make_session_factory, session_scope
 from models.settings import Settings
-from pipeline.embedding import available_cores
+from pipeline.embedding import EmbeddingError, available_cores
 from pipeline.runs import reap_abandoned_runs
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail),
                        headers=dict(exc.headers or {}))
 
+    @app.exception_handler(EmbeddingError)
+    async def embedding_error(_request: Request, exc: EmbeddingError) -> JSONResponse:
+        log.error("search's embedding model failed: %s", exc)
+        return problem(503, "Service unavailable", f"the search model is unavailable: {exc}")
+
     @app.exception_handler(IntegrityError)
     async def integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity error: %s", exc.orig)
@@ -209,17 +215,22 @@ def create_server_app() -> FastAPI:
     return create_app(warm_search=True)
 
 
+def query_model_factory(settings: Settings) -> Callable[[], Any]:
+    """What builds :func:`default_embedder`'s model in the query encoder's process (picklable)."""
+    from pipeline.embedding import make_embedder
+
+    return functools.partial(make_embedder, settings.embedding_model, device=settings.embedding_device,
+                             batch_size=settings.embedding_batch_size, threads=settings.torch_threads or 1,
+                             precision=settings.embedding_precision, runtime=settings.embedding_runtime)
+
+
 def default_embedder(settings: Settings) -> Any:
     """The query embedder of search: the configured model, one thread per query unless threads are set.
 
     A query is a few tokens: a second thread shortens one encode a little and costs more CPU in all, while
     concurrent searches already keep the other cores busy.
     """
-    from pipeline.embedding import make_embedder
-
-    return make_embedder(settings.embedding_model, device=settings.embedding_device,
-                         batch_size=settings.embedding_batch_size, threads=settings.torch_threads or 1,
-                         precision=settings.embedding_precision, runtime=settings.embedding_runtime)
+    return query_model_factory(settings)()
 
 
 def create_app(settings: Settings | None = None, *, embedder: Any = None, job_runner: JobRunner | None = None,
@@ -230,7 +241,9 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
 
     Args:
         settings: the settings; read from the environment when None.
-        embedder: the query embedder of search; the configured sentence-transformers model when None.
+        embedder: the query embedder of search, run in the request threads; when None, the configured model,
+            run in a child process unless ``settings.query_encoder_process`` is false (see
+            :mod:`api.query_process`).
         job_runner: runs sync, analysis and report jobs; a thread per job when None.
         note_rate: (notes per second, burst) allowed per API key for field notes.
         login_rate: (attempts per second, burst) allowed per client address on the login page.
@@ -266,6 +279,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         yield
         if app.state.arrivals is not None:
             app.state.arrivals.close()
+        if app.state.query_process is not None:
+            app.state.query_process.close()
         engine.dispose()
 
     app = FastAPI(
@@ -279,8 +294,15 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
     app.state.read_sessions = make_read_session_factory(engine)
     app.state.read_engine = single_statement_reads(app.state.read_sessions.kw["bind"])
     app.state.principals = SharedCall(functools.partial(lookup_principal, app.state.read_engine))
-    app.state.embedder = embedder if embedder is not None else default_embedder(settings)
-    app.state.query_embedder = QueryEmbedder(app.state.embedder)
+    # The configured model runs in a child process (one copy, for queries and, after them, notes on arrival);
+    # an embedder given here (tests) or query_encoder_process=false runs in this process's threads.
+    app.state.query_process = None
+    if embedder is None and settings.query_encoder_process:
+        app.state.query_process = ProcessEncoder(query_model_factory(settings), default_embedder(settings).name)
+        app.state.embedder = app.state.query_process.in_background()
+    else:
+        app.state.embedder = embedder if embedder is not None else default_embedder(settings)
+    app.state.query_embedder = QueryEmbedder(app.state.query_process or app.state.embedder)
     app.state.arrivals = ArrivalEmbedder(
         sessions, app.state.embedder, read_sessions=app.state.read_sessions,
         write_lock=sqlite_writer_lock(engine),
@@ -315,7 +337,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         """The database answers and the embedding model can be found.
 
         With embedding on arrival, ``arrivals`` also counts the notes waiting to be embedded and those embedded,
-        failed or left to the next analysis since the server started.
+        failed or left to the next analysis since the server started; ``query_encoder`` tells whether search's
+        encoder process is running (or how it exited) and how often one started.
         """
         checks: dict[str, str] = {}
         try:
@@ -335,6 +358,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
         body: dict[str, Any] = {"status": "ok" if ok else "unavailable", "checks": checks}
         if app.state.arrivals is not None:  # informational: a backlog or failures here never make it unready
             body["arrivals"] = app.state.arrivals.stats()
+        if app.state.query_process is not None:  # informational too: a dead child restarts on the next search
+            body["query_encoder"] = app.state.query_process.stats()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     # Outermost first: the size limit sees the raw request before anything reads the body.

@@ -3,8 +3,10 @@
 A sentence-transformers forward pass has a fixed cost per call on top of a small cost per text, so twenty
 queries encoded one by one in twenty threads cost several times one batch of twenty, and the threads fight
 over the cores while they do. :class:`QueryEmbedder` lets the first waiting thread encode every query that
-is waiting in one call; the others sleep until their vector is ready. Vectors are kept in an LRU by query
-text, since people repeat searches (and the web page and the API ask the same ones).
+is waiting in one call; the others sleep until their vector is ready. An embedder that batches concurrent
+calls itself (``concurrent = True``, such as :class:`~api.query_process.ProcessEncoder`) is called directly.
+Vectors are kept in an LRU by query text, since people repeat searches (and the web page and the API ask the
+same ones).
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ class QueryEmbedder:
         """Returns: ``(dim,)`` float32 of unit length; read-only, since it is shared with the cache."""
         vector = self.cached(text)
         if vector is not None:
+            return vector
+        if getattr(self.embedder, "concurrent", False):  # it batches concurrent calls itself (a child process)
+            with self._lock:
+                self.misses += 1
+            vector = np.array(np.asarray(self.embedder.encode([text]), dtype=np.float32)[0])
+            vector.setflags(write=False)
+            self._cache.put(text, vector)
             return vector
         with self._lock:
             self.misses += 1

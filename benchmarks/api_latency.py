@@ -13,8 +13,9 @@ PostgreSQL for that backend.
 The server is ``uvicorn`` in its own process (``--workers`` processes, one by default; its HTTP parser and
 event loop chosen as ``groundswell serve`` has them, httptools and uvloop when installed, or as
 ``GS_BENCH_HTTP`` and ``GS_BENCH_LOOP`` say, e.g. ``h11`` and ``asyncio``; no access log) built by
-:func:`create_app` with ``--search-model`` as the configured embedder, so search embeds each query with
-that model, and with ``warm_search`` as ``groundswell serve`` has it; the load starts once the server's
+:func:`create_app` with ``--search-model`` as the configured model, so search embeds each query with
+that model, in the model's own child process as ``groundswell serve`` does (``GS_BENCH_QUERY_PROCESS=0``:
+in the server's threads), and with ``warm_search`` as ``groundswell serve`` has it; the load starts once the server's
 processes are idle (warmed up). Search compares the query with stored vectors of the same model; when the
 database holds none for it (a real sentence-transformers model over 100k texts takes too long to embed
 here), the ``--build-model`` vectors are stored again under the search model's name: the vectors and the
@@ -198,16 +199,19 @@ def bench_app() -> Any:
 
     An import-string factory, so that ``uvicorn`` can start it in several worker processes.
     """
-    from api.app import create_app, default_embedder
+    from api.app import create_app
     from models.settings import Settings
 
     url, model = os.environ["GS_BENCH_URL"], os.environ["GS_BENCH_MODEL"]
     settings = Settings(database_url=url, data_dir=Path(tempfile.mkdtemp()), embedding_model=model,  # type: ignore[call-arg]
-                        torch_threads=int(os.environ.get("GS_BENCH_TORCH_THREADS", "0")), _env_file=None)
-    embedder = default_embedder(settings)  # what `groundswell serve` searches with
-    embedder.encode(["warm up"])  # load the model before the first request
-    return create_app(settings, embedder=embedder, job_runner=NoJobs(), note_rate=(1e6, 10**6), server_timing=True,
-                      warm_search=True, search_concurrency=int(os.environ.get("GS_BENCH_SEARCH_CONCURRENCY", "0")))
+                        torch_threads=int(os.environ.get("GS_BENCH_TORCH_THREADS", "0")), _env_file=None,
+                        query_encoder_process=os.environ.get("GS_BENCH_QUERY_PROCESS", "1") == "1")
+    # As `groundswell serve` builds it: the configured model, queries encoded in a child process unless
+    # GS_BENCH_QUERY_PROCESS=0; warm_search starts that process before the load begins.
+    app = create_app(settings, job_runner=NoJobs(), note_rate=(1e6, 10**6), server_timing=True, warm_search=True,
+                     search_concurrency=int(os.environ.get("GS_BENCH_SEARCH_CONCURRENCY", "0")))
+    app.state.embedder.encode(["warm up"])  # the server's own copy (notes embedded on arrival), loaded now
+    return app
 
 
 def serve(url: str, model: str, port: int, cpus: str | None, workers: int = 1, torch_threads: int = 0) -> None:

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         True, description="Embed feedback when it arrives (after each ingest flow, and in the API for notes and "
         "batches) so search finds it before the next analysis; the analysis embeds whatever is still missing."
     )
+    query_encoder_process: bool = Field(
+        True, description="The API server runs its embedding model in a child process of its own: search "
+        "queries are encoded there (and notes embedded on arrival, after the queries), so a never-seen query's "
+        "encode does not wait on the requests' Python for the interpreter lock; false runs the model in the "
+        "server's threads."
+    )
     stale_run_hours: float = Field(
         6.0, ge=0, description="An analysis still `running` after this long was killed; the next run marks it "
         "`abandoned`. A run whose process on the same host is gone is marked at once (by the next analysis or the "

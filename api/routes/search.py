@@ -5,9 +5,10 @@ hits run in a worker thread, at most ``search_concurrency`` searches at once (``
 handed out in arrival order, see :mod:`api.fifo`): twenty searches on two cores finish no sooner in twenty
 threads than in a few, but twenty threads trade the interpreter lock back and forth and hold twenty database
 connections while they do. A search whose query vector is cached waits its turn without a thread
-(``app.state.search_limiter``, as many as there are slots). One whose query is new encodes it in a worker
-thread, batched with the queries that arrive with it (see :class:`~api.query_embedding.QueryEmbedder`), and
-goes on to search in that same thread.
+(``app.state.search_limiter``, as many as there are slots). One whose query is new has it encoded from a
+worker thread, batched with the queries that arrive with it (by the model's own process, see
+:mod:`api.query_process`, or in this one, see :class:`~api.query_embedding.QueryEmbedder`), and goes on to
+search in that same thread.
 """
 
 from __future__ import annotations
