@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.query_embedding import QueryEmbedder
-from api.query_process import BACKGROUND_CHUNK, ProcessEncoder
+from api.query_process import BACKGROUND_CHUNK, QUERY_CHUNK, ProcessEncoder
 from models.settings import Settings
 from pipeline.embedding import EmbeddingError, HashingEmbedder
 from tests.api.conftest import FakeJobRunner
@@ -226,3 +226,33 @@ def test_queries_go_before_background_work_between_its_chunks(encoder: ProcessEn
     worker.join(10)
     np.testing.assert_allclose(got["notes"], HashingEmbedder().encode(notes), atol=1e-6)
     np.testing.assert_allclose(got["query"], HashingEmbedder().encode(["quick question"]), atol=1e-6)
+
+
+def test_waiting_queries_are_answered_a_few_at_a_time_in_arrival_order(encoder: ProcessEncoder,
+                                                                      tmp_path: Path) -> None:
+    first, last = tmp_path / "first", tmp_path / "last"
+    first.touch()
+    last.touch()
+    encoder.start()
+    got: dict[str, np.ndarray] = {}
+
+    def ask(text: str) -> threading.Thread:
+        thread = threading.Thread(target=lambda: got.__setitem__(text, encoder.encode([text])))
+        thread.start()
+        return thread
+
+    holder = ask(f"wait:{first}")
+    _wait_for(tmp_path / "first.waiting")  # the child is on the first query; the next ones wait in the pipe
+    early = [ask(f"query {i}") for i in range(QUERY_CHUNK)]
+    time.sleep(0.3)
+    late = ask(f"wait:{last}")  # one more than a chunk: it goes in the next call
+    time.sleep(0.3)
+    first.unlink()
+    for thread in [holder, *early]:
+        thread.join(10)
+    assert sorted(got) == sorted([f"wait:{first}", *(f"query {i}" for i in range(QUERY_CHUNK))])
+    assert last.exists()  # the first chunk was answered before the late query was encoded
+    last.unlink()
+    late.join(10)
+    for text, vector in got.items():
+        np.testing.assert_allclose(vector, HashingEmbedder().encode([text]), atol=1e-6)
