@@ -72,10 +72,7 @@ class QueryEmbedder:
         if getattr(self.embedder, "concurrent", False):  # it batches concurrent calls itself (a child process)
             with self._lock:
                 self.misses += 1
-            vector = np.array(np.asarray(self.embedder.encode([text]), dtype=np.float32)[0])
-            vector.setflags(write=False)
-            self._cache.put(text, vector)
-            return vector
+            return self._keep(text, np.asarray(self.embedder.encode([text]), dtype=np.float32)[0])
         with self._lock:
             self.misses += 1
             pending = _Pending(text)
@@ -105,13 +102,14 @@ class QueryEmbedder:
                 p.error = exc
                 p.done.set()
             return
-        by_text = {}
-        for t, v in zip(texts, vectors, strict=True):
-            v = np.array(v, dtype=np.float32)  # own copy, not a view that keeps the batch alive
-            v.setflags(write=False)
-            by_text[t] = v
-        for t, v in by_text.items():
-            self._cache.put(t, v)
+        by_text = {t: self._keep(t, v) for t, v in zip(texts, vectors, strict=True)}
         for p in batch:
             p.vector = by_text[p.text]
             p.done.set()
+
+    def _keep(self, text: str, vector: np.ndarray) -> np.ndarray:
+        """``vector`` as its own read-only copy (not a view that keeps a batch alive), cached under ``text``."""
+        kept = np.array(vector, dtype=np.float32)
+        kept.setflags(write=False)
+        self._cache.put(text, kept)
+        return kept

@@ -207,9 +207,15 @@ class _Child:
             call.error = self._exit_message()
             call.done.set()
 
-    def _exit_message(self) -> str:
+    def state(self) -> str:
+        """``running`` while it has not exited (and is not known dead), else how it exited."""
         code = self.process.poll()
-        return f"the query encoder process exited ({'still running' if code is None else f'exit code {code}'})"
+        if code is None:
+            return "exited (still running)" if self.dead else "running"
+        return f"exited (exit code {code})"
+
+    def _exit_message(self) -> str:
+        return f"the query encoder process {self.state()}"
 
     def _abandon(self) -> None:  # a child that never got ready: no reader thread will close the replies
         self.close()
@@ -304,12 +310,8 @@ class ProcessEncoder:
         """For ``/ready``: the child's state (running, not started, or how it exited) and how often one started."""
         child = self._child
         if child is None:
-            state = "not started"
-        elif child.dead:
-            state = child._exit_message().removeprefix("the query encoder process ")
-        else:
-            state = "running"
-        return {"state": state, "pid": child.process.pid if child is not None else None, "starts": self.starts}
+            return {"state": "not started", "pid": None, "starts": self.starts}
+        return {"state": child.state(), "pid": child.process.pid, "starts": self.starts}
 
     def close(self) -> None:
         """Stop the child (a later call starts a new one)."""
@@ -317,7 +319,6 @@ class ProcessEncoder:
             child, self._child = self._child, None
         if child is not None:
             child.close()
-
 
 
 class _Background:

@@ -210,7 +210,7 @@ def bench_app() -> Any:
     # GS_BENCH_QUERY_PROCESS=0; warm_search starts that process before the load begins.
     app = create_app(settings, job_runner=NoJobs(), note_rate=(1e6, 10**6), server_timing=True, warm_search=True,
                      search_concurrency=int(os.environ.get("GS_BENCH_SEARCH_CONCURRENCY", "0")))
-    app.state.embedder.encode(["warm up"])  # the server's own copy (notes embedded on arrival), loaded now
+    app.state.embedder.encode(["warm up"])  # the model that embeds notes on arrival, loaded before the load
     return app
 
 
