@@ -34,7 +34,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.answered = threading.Condition(self.lock)
         self.answers: list[tuple[str, int, str, float]] = []  # (idempotency key or "", status, body, time)
+
+    def wait_for(self, n: int, timeout: float) -> None:
+        """Until at least ``n`` answers came back, or ``timeout`` seconds passed."""
+        with self.answered:
+            self.answered.wait_for(lambda: len(self.answers) >= n, timeout)
 
     def post(self, client: httpx.Client, key: str, idem: str | None, text: str) -> int | None:
         headers = {"Authorization": f"Bearer {key}"}
@@ -42,8 +48,9 @@ class Recorder:
             headers["Idempotency-Key"] = idem
         response = client.post("/v1/feedback", json={"text": text, "account_name": "Acme Robotics"},
                                headers=headers)
-        with self.lock:
+        with self.answered:
             self.answers.append((idem or "", response.status_code, response.text, time.monotonic()))
+            self.answered.notify_all()
         return int(response.json()["id"]) if response.status_code in (200, 201) else None
 
 
@@ -80,9 +87,7 @@ def test_fifty_writers_during_an_analysis_lose_and_duplicate_nothing(
         if name == "themes":
             # 150 items analyse faster than 50 writers start: hold the analysis between its steps until writers
             # are being answered, so that the themes and scores steps overlap them on every machine.
-            deadline = time.monotonic() + 60
-            while len(rec.answers) < OVERLAP and time.monotonic() < deadline:
-                time.sleep(0.01)
+            rec.wait_for(OVERLAP, timeout=60)
 
     def analyse() -> None:
         try:
