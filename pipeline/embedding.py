@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.text_prep import embedding_text
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -184,10 +186,14 @@ class SentenceEmbedder:
         return self._dim
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Returns: ``(len(texts), dim)`` float32, rows of unit length."""
+        """Returns: ``(len(texts), dim)`` float32, rows of unit length.
+
+        The model reads each text without the fillers of spoken English (:func:`pipeline.text_prep.embedding_text`).
+        """
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.load()
+        texts = [embedding_text(text) for text in texts]
         if self._onnx is not None:
             return self._onnx.encode(texts)
         st = self._st

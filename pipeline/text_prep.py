@@ -1,0 +1,86 @@
+"""What the embedding model reads: feedback text with the fillers of spoken English taken out.
+
+Feedback from calls, chats and call notes is spoken language written down: "Hi I was you know driving
+and I just had this like random thought like oh when was the last time I paid off my car loan". Its
+filled pauses ("um", "uh"), discourse markers ("you know", "I mean", "oh", "yeah", a comma-set "like"),
+hedges ("kind of", "actually", "basically") and stutters ("on my on my") say nothing about what the
+customer wants, yet a sentence embedding averages over every token, so two requests about different
+things told in the same chatty way come out closer than they are. Taking those words out before
+embedding sharpens the themes of conversational feedback and leaves written feedback as it is (a text
+with none of them is passed through unchanged, byte for byte).
+
+The rules keep the words where they carry meaning: "do you know how ...", "what I mean is", "what kind
+of account", "I'd like to" and "I like it" are left alone. Only the text the model reads changes; the
+stored text, the quotes, labels and keywords keep every word the customer wrote.
+
+Vectors stored before these rules existed stay in use: a text without fillers embeds to the same vector
+either way, and one with them keeps its earlier (slightly less sharp) vector until its text or the model
+changes. The rules apply to sentence-transformers models (:class:`pipeline.embedding.SentenceEmbedder`),
+for stored feedback and search queries alike, not to the hashing test embedder.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Names these rules wherever vectors are cached outside the database (benchmarks.theme_quality): change it
+# when the rules change, so vectors from the old rules are not reused.
+RULES = "spoken-fillers-1"
+
+# Words before "you know" / "I mean" that make them a verb with an object ("do you know how", "what I
+# mean is") rather than a filler.
+_ASKING = ("do", "does", "did", "don't", "didn't", "doesn't", "would", "will", "won't", "can", "could", "should",
+           "might", "may", "if", "whether", "what", "how", "let", "to", "when", "where", "why", "who")
+# Words after them that make them a verb ("you know me", "you know the process", "I mean it").
+_OBJECT = (r"me|my|mine|him|her|it|them|us|our|your|what|how|where|when|why|who|which|whether|if|about|"
+           r"anything|everything|something|nothing|the|a|an|that|this|these|those|to|of|more|much|any")
+# Words before "kind of" / "sort of" that make them a hedge ("I kind of need", "it's sort of broken"); after
+# anything else they are a noun ("what kind of account", "a certain sort of fuel") and stay.
+_HEDGED = ("i", "you", "we", "they", "he", "she", "it", "it's", "that's", "i'm", "we're", "they're", "is", "was",
+           "are", "were", "am", "be", "been", "just", "really", "and", "but", "so")
+
+
+def _not_after(words: tuple[str, ...]) -> str:
+    """Lookbehinds (each of fixed width, as ``re`` needs) refusing a match right after any of ``words``."""
+    return "".join(rf"(?<!\b{re.escape(word)} )" for word in words)
+
+
+def _right_after(words: tuple[str, ...]) -> str:
+    """A lookbehind (one of fixed width per word) requiring a match right after one of ``words``."""
+    return "(?:" + "|".join(rf"(?<=\b{re.escape(word)} )" for word in words) + ")"
+
+
+_FILLERS = re.compile(
+    r"(?:"
+    r"\b(?:um+|uh+|uhm+|erm+|hmm+|mhm)\b"                                        # filled pauses
+    r"|\b(?-i:[Oo]h)\b|\b(?:yeah|ok so|okay so|so yeah)\b"                       # interjections ("OH": Ohio)
+    r"|(?<![\w'-])like(?=,)"                                                    # "like," as a marker
+    r"|\b(?:actually|basically|literally)\b"                                    # empty adverbs
+    r"|(?<![\w'])(?:you know|i mean)(?=\s*,)"                                   # set off by a comma
+    rf"|{_not_after(_ASKING)}\b(?:you know|i mean)\b(?!,)(?! (?:{_OBJECT})\b)"  # mid-clause
+    rf"|{_right_after(_HEDGED)}\b(?:kind|sort) of\b"                             # hedges
+    r")[,.]?",
+    re.IGNORECASE,
+)
+# A word, or two or three, said twice in a row: "on my on my cards", "I I guess". Letters only, so
+# "version 2 2" and "1 1" stay.
+_STUTTER = re.compile(r"\b([^\W\d_]+(?:\s+[^\W\d_]+){0,2})(\s+\1\b)+", re.IGNORECASE)
+_SPACES = re.compile(r"[ \t]{2,}")  # the gaps a removal leaves; line breaks stay
+
+
+def embedding_text(text: str) -> str:
+    """``text`` as the embedding model should read it: spoken-language fillers and stutters taken out.
+
+    Returns ``text`` itself when nothing was taken out, and never an empty string (a text of nothing but
+    fillers is kept whole).
+    """
+    stripped = text
+    for _ in range(5):  # a removal can bring a stutter together ("I and I I just"): until nothing changes
+        again = _STUTTER.sub(r"\1", _FILLERS.sub("", stripped))
+        if again == stripped:
+            break
+        stripped = _SPACES.sub(" ", again)
+    if stripped == text:
+        return text
+    stripped = stripped.strip().lstrip(", ")
+    return stripped if stripped else text
