@@ -43,7 +43,7 @@ _HEDGED = frozenset(("i", "you", "we", "they", "he", "she", "it", "it's", "that'
 
 # Every candidate, found by one scan of plain alternatives; whether a marker or a hedge goes depends on the
 # words around it (decided in Python, at the few places the scan stops: lookbehinds tried at every position
-# made the scan about ten times slower).
+# made the scan about four times slower).
 _CANDIDATES = re.compile(
     r"(?:\b(?:um+|uh+|uhm+|erm+|hmm+|mhm|yeah|ok so|okay so|so yeah|actually|basically|literally)\b"  # always
     r"|\b(?-i:[Oo]h)\b"                           # "oh" ("OH" is Ohio)
