@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from pipeline.analysis import EMBED_COMMIT_TEXTS
     from pipeline.embedding import SentenceEmbedder
     from pipeline.embedding_store import embed_missing, missing_hashes
+    from pipeline.text_prep import embedding_text
 
     data = generate_demo(weeks=16, accounts=150, seed=11)
     data.items = data.items[: args.texts]
@@ -59,11 +60,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             texts = [t for _, t in missing_hashes(session, args.model)]
         embedder = _TimedEmbedder(SentenceEmbedder(args.model, batch_size=args.batch_size, runtime=args.runtime))
         model = embedder.torch_model()  # the bare baseline: SentenceTransformer.encode
-        model.encode(texts[:64], batch_size=args.batch_size)  # warm-up, both paths alike
+        # The bare encode reads what the model reads in the stage (the texts without spoken-language fillers),
+        # so the ratio counts taking the fillers out as the stage's own work, not as shorter input.
+        read = [embedding_text(t) for t in texts]
+        model.encode(read[:64], batch_size=args.batch_size)  # warm-up, both paths alike
         bare_times, stage_times, own_times = [], [], []
         for _ in range(args.rounds):
             t0 = time.perf_counter()
-            model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            model.encode(read, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True)
             bare_times.append(time.perf_counter() - t0)
             with factory.begin() as session:
                 session.execute(delete(Embedding))
