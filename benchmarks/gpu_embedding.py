@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return bare.encode(read, normalize_embeddings=True, convert_to_numpy=True)
 
     bare = SentenceTransformer(resolve_model_path(args.model), device=args.device).float()
-    bare.encode(texts[:2048])
+    bare.encode(read[:2048])  # warm-up on what it will read
     t_bare, v_bare = timed(bare_encode, args.bare_repeats or args.repeats)
     row("bare encode fp32, batch 32", t_bare)
     bare = None

@@ -57,9 +57,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from ingest.cleaning import clean_text  # noqa: E402
 from ingest.connectors.files import csv_delimiter  # noqa: E402
+from pipeline import text_prep  # noqa: E402
 from pipeline.clustering import ThemeClusterer  # noqa: E402
 from pipeline.embedding import DEFAULT_MODEL, make_embedder  # noqa: E402
-from pipeline.text_prep import RULES as TEXT_RULES  # noqa: E402
 
 log = logging.getLogger("theme_quality")
 
@@ -215,7 +215,8 @@ def cached_embeddings(texts: list[str], *, model: str = DEFAULT_MODEL, tag: str 
         ``(len(texts), dim)`` float32, unit rows.
     """
     digest = hashlib.sha256(model.encode())
-    digest.update(f"\0{TEXT_RULES}\0".encode())  # what the model reads changes with the rules
+    # What the model reads follows the text-prep rules: vectors cached under another version of them are not reused.
+    digest.update(Path(text_prep.__file__).read_bytes())
     for text in texts:
         digest.update(text.encode())
         digest.update(b"\0")

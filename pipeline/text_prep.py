@@ -23,10 +23,6 @@ from __future__ import annotations
 
 import re
 
-# Names these rules wherever vectors are cached outside the database (benchmarks.theme_quality): change it
-# when the rules change, so vectors from the old rules are not reused.
-RULES = "spoken-fillers-1"
-
 # Words before "you know" / "I mean" that make them a verb with an object ("do you know how", "what I
 # mean is") rather than a filler.
 _ASKING = frozenset(("do", "does", "did", "don't", "didn't", "doesn't", "would", "will", "won't", "can", "could",
