@@ -25,7 +25,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 # (file, extra arguments, at least NMI, at least ARI): today's figures (docs/benchmarks.md) less the margin
 SETS = {
     "clinc150": ("clinc150/data_full.json", [], 89.5, 69.0),  # 90.54 / 72.74
-    # 73.27 / 53.27; 71.35 / 49.10 when the model read the fillers of spoken English (pipeline.text_prep)
+    # 72.82 / 52.71; 71.35 / 49.10 when the model read the fillers of spoken English (pipeline.text_prep)
     "finance": ("dstc11/finance.csv", ["--text-column", "utterance", "--label-column", "intent"], 72.3, 51.0),
     "insurance": ("dstc11/insurance.jsonl", ["--text-column", "utterance", "--label-column", "intent"], 86.0, 68.0),
     "stackoverflow": ("stackoverflow/test.tsv", [], 70.5, 60.0),  # 71.74 / 62.39
