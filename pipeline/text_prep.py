@@ -13,10 +13,11 @@ The rules keep the words where they carry meaning: "do you know how ...", "what 
 of account", "I'd like to" and "I like it" are left alone. Only the text the model reads changes; the
 stored text, the quotes, labels and keywords keep every word the customer wrote.
 
-Vectors stored before these rules existed stay in use: a text without fillers embeds to the same vector
-either way, and one with them keeps its earlier (slightly less sharp) vector until its text or the model
-changes. The rules apply to sentence-transformers models (:class:`pipeline.embedding.SentenceEmbedder`),
-for stored feedback and search queries alike, not to the hashing test embedder.
+The rules apply to sentence-transformers models (:class:`pipeline.embedding.SentenceEmbedder`), for
+stored feedback and search queries alike, not to the hashing test embedder. Vectors stored before them
+(migration 0005) stay where the text has no fillers, as they embed the same either way; the vectors of
+texts the rules change are dropped and embedded again by the next run. Changing what these rules take out
+needs a migration of its own that drops the vectors of the texts the change reads differently.
 """
 
 from __future__ import annotations

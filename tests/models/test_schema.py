@@ -111,3 +111,43 @@ def test_upgrading_closes_all_but_the_newest_of_several_running_analyses(db_url:
                               "VALUES ('full', 'running', CURRENT_TIMESTAMP, '{}')"))
     finally:
         engine.dispose()
+
+
+def test_upgrading_drops_the_sentence_vectors_of_texts_the_model_now_reads_without_fillers(db_url: str) -> None:
+    """Before 0005 a sentence model read each text as written; a text with spoken-language fillers now reads
+    differently, so its old vector goes and the next run embeds it again. The rest keep theirs."""
+    from sqlalchemy import text
+
+    from ingest.cleaning import content_hash
+    from models.tables import Embedding, utcnow
+    from pipeline.embedding_store import missing_hashes
+
+    chatty = "Um so yeah we kind of need SSO with Okta before renewal"
+    written = "We need SSO with Okta before renewal."
+    engine = make_engine(db_url)
+    try:
+        migrate.downgrade(engine, "0004")
+        with Session(engine) as session:
+            source = Source(name="s", kind="file")
+            session.add(source)
+            session.flush()
+            for i, body in enumerate([chatty, written, chatty]):  # the chatty text twice: one hash, two items
+                session.add(Feedback(source_id=source.id, external_id=str(i), kind="ticket", text=body,
+                                     content_hash=content_hash(body), occurred_at=utcnow()))
+            session.flush()
+            for body in (chatty, written):
+                for model in ("all-MiniLM-L6-v2", "/models/my-sentence-model", "hashing-64"):
+                    session.add(Embedding(content_hash=content_hash(body), model=model, dim=2,
+                                          vector=b"\0" * 8, created_at=utcnow()))
+            session.commit()
+        migrate.upgrade(engine, "head")
+        with engine.connect() as conn:
+            kept = set(conn.execute(text("SELECT content_hash, model FROM embedding")).tuples())
+        assert kept == {(content_hash(written), "all-MiniLM-L6-v2"),
+                        (content_hash(written), "/models/my-sentence-model"),
+                        (content_hash(written), "hashing-64"), (content_hash(chatty), "hashing-64")}
+        with Session(engine) as session:  # what the next run embeds again
+            assert missing_hashes(session, "all-MiniLM-L6-v2") == [(content_hash(chatty), chatty)]
+            assert missing_hashes(session, "hashing-64") == []
+    finally:
+        engine.dispose()
