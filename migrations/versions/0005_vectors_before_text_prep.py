@@ -9,8 +9,9 @@ embeds any text without a vector (`pipeline.embedding_store.missing_hashes`); un
 missing from search, not wrong in it. The hashing test embedder reads texts as written; its vectors stay.
 
 It reads every text with a sentence vector once: 7.3 s for 100,000 items (the API benchmark's database,
-SQLite, of which 6.6% of the vectors went). The rules are the ones this code has at upgrade time: a database that skips from before them to a later
-version of them loses exactly the vectors that version reads differently from the text as written.
+SQLite, of which 6.6% of the vectors went). The rules are the ones this code has at upgrade time: a
+database that skips from before them to a later version of them loses exactly the vectors that version
+reads differently from the text as written.
 
 Revision ID: 0005
 Revises: 0004
@@ -27,7 +28,8 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-# Vectors of models that read texts as written (pipeline.embedding.make_embedder names them so).
+# Every model but the hashing test embedder (which make_embedder names hashing-DIM and which reads texts as
+# written) reads them through the rules.
 SENTENCE_MODELS = "model NOT LIKE 'hashing-%'"
 CHUNK = 1000
 
