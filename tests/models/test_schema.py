@@ -2,6 +2,7 @@ import datetime as dt
 import json
 import math
 
+import numpy as np
 import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
@@ -119,8 +120,8 @@ def test_upgrading_drops_the_sentence_vectors_of_texts_the_model_now_reads_witho
     from sqlalchemy import text
 
     from ingest.cleaning import content_hash
-    from models.tables import Embedding, utcnow
-    from pipeline.embedding_store import missing_hashes
+    from models.tables import utcnow
+    from pipeline.embedding_store import missing_hashes, store_embeddings
 
     chatty = "Um so yeah we kind of need SSO with Okta before renewal"
     written = "We need SSO with Okta before renewal."
@@ -135,10 +136,9 @@ def test_upgrading_drops_the_sentence_vectors_of_texts_the_model_now_reads_witho
                 session.add(Feedback(source_id=source.id, external_id=str(i), kind="ticket", text=body,
                                      content_hash=content_hash(body), occurred_at=utcnow()))
             session.flush()
-            for body in (chatty, written):
-                for model in ("all-MiniLM-L6-v2", "/models/my-sentence-model", "hashing-64"):
-                    session.add(Embedding(content_hash=content_hash(body), model=model, dim=2,
-                                          vector=b"\0" * 8, created_at=utcnow()))
+            for model in ("all-MiniLM-L6-v2", "/models/my-sentence-model", "hashing-64"):
+                store_embeddings(session, model, [(content_hash(body), np.zeros(2, dtype=np.float32))
+                                                  for body in (chatty, written)])
             session.commit()
         migrate.upgrade(engine, "head")
         with engine.connect() as conn:
