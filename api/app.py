@@ -221,7 +221,8 @@ def query_model_factory(settings: Settings) -> Callable[[], Any]:
 
     return functools.partial(make_embedder, settings.embedding_model, device=settings.embedding_device,
                              batch_size=settings.embedding_batch_size, threads=settings.torch_threads or 1,
-                             precision=settings.embedding_precision, runtime=settings.embedding_runtime)
+                             precision=settings.embedding_precision, runtime=settings.embedding_runtime,
+                             query_precision=settings.query_precision)
 
 
 def default_embedder(settings: Settings) -> Any:

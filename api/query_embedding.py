@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from api.lru import LRU
+from pipeline.embedding import encode_queries
 
 
 @dataclass(eq=False, slots=True)
@@ -96,7 +97,7 @@ class QueryEmbedder:
             return
         texts = list(dict.fromkeys(p.text for p in batch))
         try:
-            vectors = np.asarray(self.embedder.encode(texts), dtype=np.float32)
+            vectors = np.asarray(encode_queries(self.embedder, texts), dtype=np.float32)
         except Exception as exc:  # every waiter of this batch raises it, in its own thread
             for p in batch:
                 p.error = exc

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.embedding import EmbeddingError
+from pipeline.embedding import EmbeddingError, encode_queries
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +71,18 @@ def _serve(requests_in: Connection, replies_out: Connection, factory: Callable[[
     try:
         embedder = factory()
         dim = int(np.asarray(embedder.encode(["warm up"])).shape[1])
+        encode_queries(embedder, ["warm up"])  # its query graph too, where it has one
         replies_out.send_bytes(pickle.dumps(("ready", str(embedder.name), dim)))
     except Exception as exc:
         replies_out.send_bytes(pickle.dumps(("failed", f"{type(exc).__name__}: {exc}", 0)))
         return
 
-    def encode(requests: list[tuple[int, list[str]]]) -> list[tuple[int, np.ndarray | str]]:
+    def encode(requests: list[tuple[int, list[str]]], queries: bool) -> list[tuple[int, np.ndarray | str]]:
         texts = list(dict.fromkeys(t for _, batch in requests for t in batch))
         try:
-            vectors = np.asarray(embedder.encode(texts), dtype=np.float32).reshape(len(texts), dim)
+            # Queries may run in the model's int8 graph; background texts are stored, so they never do.
+            vectors = encode_queries(embedder, texts) if queries else embedder.encode(texts)
+            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), dim)
         except Exception as exc:  # every request of this batch gets the error
             return [(rid, f"{type(exc).__name__}: {exc}") for rid, _ in requests]
         row = {t: i for i, t in enumerate(texts)}
@@ -100,11 +103,11 @@ def _serve(requests_in: Connection, replies_out: Connection, factory: Callable[[
             else:
                 queries.append((rid, texts))
         if queries:
-            replies, queries = encode(queries[:QUERY_CHUNK]), queries[QUERY_CHUNK:]
+            replies, queries = encode(queries[:QUERY_CHUNK], True), queries[QUERY_CHUNK:]
         else:
             rid, texts, done = background[0]
             start = sum(len(v) for v in done)
-            (_, got), = encode([(rid, texts[start:start + BACKGROUND_CHUNK])])
+            (_, got), = encode([(rid, texts[start:start + BACKGROUND_CHUNK])], False)
             if isinstance(got, str) or start + BACKGROUND_CHUNK >= len(texts):
                 background.popleft()
                 replies = [(rid, got if isinstance(got, str) else np.concatenate([*done, got]))]
@@ -277,10 +280,12 @@ class ProcessEncoder:
             return child
 
     def encode(self, texts: Sequence[str], *, background: bool = False) -> np.ndarray:
-        """``(len(texts), dim)`` float32 rows, as the model in the child encodes them.
+        """``(len(texts), dim)`` float32 rows, as the model in the child encodes search queries
+        (:func:`~pipeline.embedding.encode_queries`), or texts to store when ``background``.
 
         Args:
-            background: encode these after any query waiting, a few at a time (notes embedded on arrival).
+            background: texts whose vectors are stored (notes embedded on arrival): encoded by the model's
+                ``encode``, after any query waiting, a few at a time.
 
         Raises:
             EmbeddingError: the child could not load the model, the model failed on these texts, or the

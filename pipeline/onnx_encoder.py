@@ -9,6 +9,10 @@ The model's own forward pass (transformer, pooling, any dense layers) is traced 
 stack, so a process loads it in well under a second. Every load then checks the exported graph
 against the PyTorch model on probe texts of several lengths and batch sizes; a model whose graph does
 not reproduce its vectors (to 1e-4) is not used.
+
+Search queries may run in a second graph made from that one, its weight matrices stored as int8
+(:func:`quantized_encoder`): about half the CPU of a query, with the same relevance of what search finds
+(``benchmarks.query_precision``). Stored vectors always come from the float32 graph.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the exported graph's inputs or outputs change
 TOLERANCE = 1e-4  # largest difference allowed between an exported vector and the PyTorch one
+QUANTIZED_FORMAT = 1  # bump when what quantized_encoder stores as int8 changes
+# Lowest cosine allowed between a probe's int8 and float32 vectors. MiniLM's int8 query vectors sit at 0.99 on
+# average and at 0.965 at worst over 1,500 queries (docs/benchmarks.md; the probe "sso": 0.975); a graph below
+# this on the probes is broken (a CPU whose int8 kernels saturate, say), and queries then run in float32.
+AGREEMENT = 0.95
 PROBES = (
     "export to csv",
     "The dashboard takes forever to load when we filter by region, and the export times out.",
@@ -148,16 +157,7 @@ def onnx_encoder(st: Any, *, threads: int, batch_size: int, cache_dir: Path | No
             _export(st, path)
         except Exception as exc:  # an exporter or file-system error: PyTorch still works
             raise OnnxUnavailable(f"could not export the model to {path}: {exc}") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, threads)
-    options.inter_op_num_threads = 1
-    # Idle pool threads sleep instead of spinning, so they leave the cores to the API's other requests.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # a truncated or foreign file: export again next time
-        path.unlink(missing_ok=True)
-        raise OnnxUnavailable(f"could not load {path}: {exc}") from exc
+    session = _session(ort, path, threads)
     encoder = OnnxEncoder(session, tokenizer, pad_id=st[0].tokenizer.pad_token_id or 0,
                           dim=embedding_dimension(st), batch_size=batch_size)
     probes = list(PROBES)
@@ -167,3 +167,82 @@ def onnx_encoder(st: Any, *, threads: int, batch_size: int, cache_dir: Path | No
     if not error <= TOLERANCE:
         raise OnnxUnavailable(f"the exported graph differs from the model by {error:.2g} (allowed {TOLERANCE})")
     return encoder
+
+
+def quantized_encoder(st: Any, exact: OnnxEncoder, *, threads: int, cache_dir: Path | None = None) -> OnnxEncoder:
+    """``exact``'s graph with every weight matrix of a ``MatMul`` in int8, for search queries.
+
+    Weights are quantized per output channel and activations per call (ONNX Runtime's dynamic
+    quantization); attention's products of activations, layer norms and pooling stay in float32. Made
+    from the float32 graph :func:`onnx_encoder` exported, once, and kept beside it.
+
+    It encodes one text per call: an activation's int8 scale is set by the whole batch, so in a batch a
+    query's vector would depend on the queries beside it, and the same search could rank differently.
+    Alone, a query costs a little more than in a batch of four (1.4-1.6 ms of CPU against 1.1-1.4 for
+    MiniLM), still about half of float32 in a batch.
+
+    Raises:
+        OnnxUnavailable: the graph cannot be quantized or loaded here, or its vectors of the probe texts
+            are further than :data:`AGREEMENT` from the float32 ones.
+    """
+    import onnxruntime as ort
+
+    source = (cache_dir or default_cache_dir()) / f"{fingerprint(st)}.onnx"
+    path = source.with_name(f"{source.stem}.int8-{QUANTIZED_FORMAT}.onnx")
+    if not path.exists():
+        log.info("quantizing the query model's weights to int8 at %s (once per model)", path)
+        try:
+            _quantize(source, path)
+        except Exception as exc:  # a quantizer or file-system error: float32 still works
+            raise OnnxUnavailable(f"could not quantize {source} to {path}: {exc}") from exc
+    encoder = OnnxEncoder(_session(ort, path, threads), exact.tokenizer, pad_id=exact.pad_id, dim=exact.dim,
+                          batch_size=1)
+    probes = list(PROBES)
+    agreement = float(np.min(np.sum(encoder.encode(probes) * exact.encode(probes), axis=1)))
+    if not agreement >= AGREEMENT:
+        raise OnnxUnavailable(f"the int8 graph's vectors reach a cosine of only {agreement:.3f} with the float32 "
+                              f"ones (at least {AGREEMENT} needed)")
+    return encoder
+
+
+def _quantize(source: Path, path: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source)).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    matmuls = [node.name for node in graph.node
+               if node.op_type == "MatMul" and any(name in weights for name in node.input)]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    quiet = _QuantizerChatter()
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=matmuls)
+        os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
+    finally:
+        logging.getLogger().removeFilter(quiet)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class _QuantizerChatter(logging.Filter):
+    """Drops what the quantizer logs on the root logger below ERROR while it runs (a line per tensor, and
+    advice for image models); this project's modules log on loggers of their own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "root" or record.levelno >= logging.ERROR
+
+
+def _session(ort: Any, path: Path, threads: int) -> Any:
+    """An ONNX Runtime session of ``path``; a file it cannot load is removed, to be made again next time."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    # Idle pool threads sleep instead of spinning, so they leave the cores to the API's other requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # a truncated or foreign file: export again next time
+        path.unlink(missing_ok=True)
+        raise OnnxUnavailable(f"could not load {path}: {exc}") from exc

@@ -43,6 +43,17 @@ def _picky() -> HashingEmbedder:
     return _Picky()
 
 
+class _TwoGraphs(HashingEmbedder):
+    """Encodes search queries to the opposite of what it stores, so a test can tell which path ran."""
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return -self.encode(texts)
+
+
+def _two_graphs() -> HashingEmbedder:
+    return _TwoGraphs()
+
+
 def _broken() -> HashingEmbedder:
     raise OSError("no weights at /nowhere")
 
@@ -139,6 +150,20 @@ def test_query_embedder_caches_what_the_child_encodes(encoder: ProcessEncoder) -
     assert queries.encode_one("single sign-on") is first and (queries.hits, queries.misses) == (1, 1)
     with pytest.raises(ValueError):
         first[0] = 1.0  # shared with the cache: read-only
+
+
+def test_queries_take_the_models_query_graph_and_stored_texts_its_own() -> None:
+    stored = HashingEmbedder().encode(["export to csv", "sso"])
+    encoder = ProcessEncoder(_two_graphs, "hashing-64", start_timeout_s=60)
+    try:
+        np.testing.assert_allclose(encoder.encode(["export to csv", "sso"]), -stored, atol=1e-6)
+        np.testing.assert_allclose(QueryEmbedder(encoder).encode_one("sso"), -stored[1], atol=1e-6)
+        np.testing.assert_allclose(encoder.in_background().encode(["export to csv", "sso"]), stored, atol=1e-6)
+    finally:
+        encoder.close()
+    in_process = QueryEmbedder(_TwoGraphs())  # query_encoder_process=false: the same split in the server's threads
+    np.testing.assert_allclose(in_process.encode_one("sso"), -stored[1], atol=1e-6)
+    np.testing.assert_allclose(QueryEmbedder(HashingEmbedder()).encode_one("sso"), stored[1], atol=1e-6)
 
 
 def test_the_server_searches_with_its_model_in_a_child_process(settings: Settings, engine: Any, world: World,

@@ -203,6 +203,8 @@ def test_default_query_embedder_follows_the_settings(tmp_path: Any) -> None:
     assert isinstance(one_thread, SentenceEmbedder)
     assert (one_thread.threads, one_thread.runtime, one_thread.precision) == (1, "torch", "fp32")
     assert default_embedder(settings(torch_threads=3)).threads == 3  # type: ignore[attr-defined]
+    assert default_embedder(settings()).query_precision == "int8"  # type: ignore[attr-defined]
+    assert default_embedder(settings(query_precision="fp32")).query_precision == "fp32"  # type: ignore[attr-defined]
     assert isinstance(default_embedder(settings(embedding_model="hashing-32")), HashingEmbedder)
 
 

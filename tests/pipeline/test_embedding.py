@@ -30,6 +30,13 @@ def test_precision_is_checked() -> None:
         SentenceEmbedder(precision="fp8")
 
 
+def test_query_precision_is_checked() -> None:
+    with pytest.raises(EmbeddingError, match="bad query precision 'int4'"):
+        SentenceEmbedder(query_precision="int4")
+    assert SentenceEmbedder().query_precision == "fp32"  # stored vectors: only the API's query model asks for int8
+    assert make_embedder("all-MiniLM-L6-v2", query_precision="int8").query_precision == "int8"  # type: ignore[attr-defined]
+
+
 def test_make_embedder_passes_precision() -> None:
     embedder = make_embedder("all-MiniLM-L6-v2", device="cpu", precision="fp32")
     assert isinstance(embedder, SentenceEmbedder) and embedder.precision == "fp32"
@@ -124,6 +131,53 @@ def test_onnx_runtime_falls_back_to_torch_when_it_cannot_reproduce_the_model(tmp
     with pytest.raises(EmbeddingError, match="cannot run embedding model .* in ONNX Runtime: the exported graph "
                        "differs"):
         SentenceEmbedder(device="cpu", runtime="onnx", cache_dir=tmp_path).load()
+
+
+@pytest.mark.slow
+def test_int8_query_vectors_stay_near_the_stored_ones_and_are_quantized_once(tmp_path, monkeypatch) -> None:
+    import pipeline.onnx_encoder as onnx_encoder
+
+    made: list[object] = []
+    real_quantize = onnx_encoder._quantize
+    monkeypatch.setattr(onnx_encoder, "_quantize",
+                        lambda source, path: (made.append(path), real_quantize(source, path)))
+    exact = SentenceEmbedder(device="cpu", cache_dir=tmp_path)
+    quick = SentenceEmbedder(device="cpu", cache_dir=tmp_path, query_precision="int8")
+    assert (exact.query_precision_used, quick.query_precision_used) == ("fp32", "int8")
+    texts = [t for t in TEXTS if t.strip()]
+    stored = exact.encode(texts)
+    np.testing.assert_array_equal(quick.encode(texts), stored)  # what is stored never changes
+    np.testing.assert_array_equal(exact.encode_queries(texts), stored)
+    queries = quick.encode_queries(texts)
+    cosines = np.sum(queries * stored, axis=1)
+    assert queries.dtype == np.float32 and np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    assert cosines.min() >= 0.95 and cosines.mean() >= 0.985  # near the float32 vectors (600 words repeated: 0.969) ...
+    assert np.abs(queries - stored).max() > 1e-3  # ... but from another graph
+    # Ranking: each query's nearest stored text is its own.
+    assert (np.argmax(queries @ stored.T, axis=1) == np.arange(len(texts))).mean() >= 0.95
+    again = SentenceEmbedder(device="cpu", cache_dir=tmp_path, query_precision="int8")
+    # A query's vector is its own, whatever is encoded beside it: the same search ranks the same way.
+    np.testing.assert_array_equal(again.encode_queries(texts[2:5]), queries[2:5])
+    np.testing.assert_array_equal(again.encode_queries(texts[4:5]), queries[4:5])
+    assert len(made) == 1 and made[0] in set(tmp_path.iterdir()) and len(list(tmp_path.iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_queries_run_in_float32_when_the_int8_graph_falls_short_or_is_damaged(tmp_path, monkeypatch, caplog) -> None:
+    import pipeline.onnx_encoder as onnx_encoder
+
+    with monkeypatch.context() as m:
+        m.setattr(onnx_encoder, "AGREEMENT", 1.01)  # no int8 graph can pass: as if its kernels were broken here
+        strict = SentenceEmbedder(device="cpu", cache_dir=tmp_path, query_precision="int8")
+        assert strict.query_precision_used == "fp32" and strict.runtime_used == "onnx"
+    assert "search queries of all-MiniLM-L6-v2 run in float32: the int8 graph's vectors reach a cosine" in caplog.text
+    np.testing.assert_array_equal(strict.encode_queries(TEXTS[:3]), strict.encode(TEXTS[:3]))
+    (quantized,) = tmp_path.glob("*.int8-*.onnx")
+    quantized.write_bytes(b"not a model")
+    assert SentenceEmbedder(device="cpu", cache_dir=tmp_path, query_precision="int8").query_precision_used == "fp32"
+    assert not quantized.exists()  # removed, so the next load makes it again
+    assert SentenceEmbedder(device="cpu", cache_dir=tmp_path, query_precision="int8").query_precision_used == "int8"
+    assert quantized.stat().st_size > 1_000_000
 
 
 @pytest.mark.slow
