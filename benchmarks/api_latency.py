@@ -606,6 +606,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="Server worker processes (as `serve --workers`).")
     parser.add_argument("--torch-threads", type=int, default=0,
                         help="threads of each server's query embedder; 0: the product's default (one).")
+    parser.add_argument("--query-precision", choices=["int8", "fp32"],
+                        help="The server's query_precision (default: the product's, or GROUNDSWELL_QUERY_PRECISION).")
     parser.add_argument("--client-cpus", help="Pin the load generator to these CPUs, e.g. 1.")
     parser.add_argument("--pg-url", default=os.environ.get(
         "GROUNDSWELL_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/gs_bench_api"),
@@ -617,6 +619,8 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.search_model, args.port, args.server_cpus, args.workers, args.torch_threads)
         return
+    if args.query_precision:
+        os.environ["GROUNDSWELL_QUERY_PRECISION"] = args.query_precision  # read by the server's Settings
     stdout = sys.stdout
     if args.json:
         sys.stdout = sys.stderr  # progress lines must not mix with the JSON rows
@@ -639,10 +643,13 @@ def main() -> None:
     if args.json:
         for r in results:
             row = {"benchmark": "api_latency", **r, "clients": args.clients, "query_model": args.search_model,
+                   "query_precision": os.environ.get("GROUNDSWELL_QUERY_PRECISION", "default"),
                    "build_model": args.build_model}
             print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}))
         return
-    print(f"\nquery embedder: {args.search_model}; data analysed with {args.build_model}; "
+    print(f"\nquery embedder: {args.search_model} "
+          f"({os.environ.get('GROUNDSWELL_QUERY_PRECISION', 'product default')} queries); "
+          f"data analysed with {args.build_model}; "
           f"{args.clients} clients; {os.cpu_count()} cores")
     print(f"{'backend':<11} {'items':>7} {'request':<34} {'n':>5} {'p50 ms':>7} {'p95 ms':>7} {'errors':>6}  "
           f"{'load avg':<15} extra")
