@@ -137,7 +137,7 @@ class SentenceEmbedder:
             if st.device.type == "cpu" and not half and not self.pretokenize and self.runtime != "torch":
                 self._onnx = self._load_onnx(st)
             if self._onnx is not None and self.query_precision == "int8":
-                self._query_onnx = self._load_quantized(st, self._onnx)
+                self._query_onnx = self._load_quantized(self._onnx)
             if self._onnx is None:
                 self._st = st
             self._dim = embedding_dimension(st)  # set last: it marks the model loaded for other threads
@@ -184,11 +184,11 @@ class SentenceEmbedder:
             log.info("embedding model %s runs in PyTorch: %s", self.model, exc)
             return None
 
-    def _load_quantized(self, st, exact):  # type: ignore[no-untyped-def]
+    def _load_quantized(self, exact):  # type: ignore[no-untyped-def]
         from pipeline.onnx_encoder import OnnxUnavailable, quantized_encoder
 
         try:
-            return quantized_encoder(st, exact, threads=self.threads or available_cores(), cache_dir=self.cache_dir)
+            return quantized_encoder(exact, threads=self.threads or available_cores())
         except OnnxUnavailable as exc:
             log.warning("search queries of %s run in float32: %s", self.model, exc)
             return None

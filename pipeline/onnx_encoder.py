@@ -114,8 +114,10 @@ class OnnxEncoder:
     count and run in batches of ``batch_size``, so a batch carries little padding.
     """
 
-    def __init__(self, session: Any, tokenizer: Any, *, pad_id: int, dim: int, batch_size: int) -> None:
+    def __init__(self, session: Any, tokenizer: Any, *, pad_id: int, dim: int, batch_size: int,
+                 path: Path | None = None) -> None:
         self.session = session
+        self.path = path  # the graph's file
         self.tokenizer = tokenizer
         self.pad_id = pad_id
         self.dim = dim
@@ -159,7 +161,7 @@ def onnx_encoder(st: Any, *, threads: int, batch_size: int, cache_dir: Path | No
             raise OnnxUnavailable(f"could not export the model to {path}: {exc}") from exc
     session = _session(ort, path, threads)
     encoder = OnnxEncoder(session, tokenizer, pad_id=st[0].tokenizer.pad_token_id or 0,
-                          dim=embedding_dimension(st), batch_size=batch_size)
+                          dim=embedding_dimension(st), batch_size=batch_size, path=path)
     probes = list(PROBES)
     expected = st.encode(probes, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
     got = np.concatenate([encoder.encode(probes[:1]), encoder.encode(probes[1:])])
@@ -169,7 +171,7 @@ def onnx_encoder(st: Any, *, threads: int, batch_size: int, cache_dir: Path | No
     return encoder
 
 
-def quantized_encoder(st: Any, exact: OnnxEncoder, *, threads: int, cache_dir: Path | None = None) -> OnnxEncoder:
+def quantized_encoder(exact: OnnxEncoder, *, threads: int) -> OnnxEncoder:
     """``exact``'s graph with every weight matrix of a ``MatMul`` in int8, for search queries.
 
     Weights are quantized per output channel and activations per call (ONNX Runtime's dynamic
@@ -187,7 +189,8 @@ def quantized_encoder(st: Any, exact: OnnxEncoder, *, threads: int, cache_dir: P
     """
     import onnxruntime as ort
 
-    source = (cache_dir or default_cache_dir()) / f"{fingerprint(st)}.onnx"
+    source = exact.path
+    assert source is not None, "the float32 encoder of onnx_encoder(), which knows its file"
     path = source.with_name(f"{source.stem}.int8-{QUANTIZED_FORMAT}.onnx")
     if not path.exists():
         log.info("quantizing the query model's weights to int8 at %s (once per model)", path)
@@ -196,7 +199,7 @@ def quantized_encoder(st: Any, exact: OnnxEncoder, *, threads: int, cache_dir: P
         except Exception as exc:  # a quantizer or file-system error: float32 still works
             raise OnnxUnavailable(f"could not quantize {source} to {path}: {exc}") from exc
     encoder = OnnxEncoder(_session(ort, path, threads), exact.tokenizer, pad_id=exact.pad_id, dim=exact.dim,
-                          batch_size=1)
+                          batch_size=1, path=path)
     probes = list(PROBES)
     agreement = float(np.min(np.sum(encoder.encode(probes) * exact.encode(probes), axis=1)))
     if not agreement >= AGREEMENT:
