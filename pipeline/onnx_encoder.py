@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +153,8 @@ def onnx_encoder(st: Any, *, threads: int, batch_size: int, cache_dir: Path | No
     if tokenizer is None:
         raise OnnxUnavailable("the model has no fast tokenizer")
     path = (cache_dir or default_cache_dir()) / f"{fingerprint(st)}.onnx"
-    if not path.exists():
-        log.info("exporting the embedding model to ONNX at %s (once per model)", path)
-        try:
-            _export(st, path)
-        except Exception as exc:  # an exporter or file-system error: PyTorch still works
-            raise OnnxUnavailable(f"could not export the model to {path}: {exc}") from exc
+    # An exporter or file-system error: PyTorch still works.
+    _make_once(path, lambda p: _export(st, p), "exporting the embedding model to ONNX", "could not export the model to")
     session = _session(ort, path, threads)
     encoder = OnnxEncoder(session, tokenizer, pad_id=st[0].tokenizer.pad_token_id or 0,
                           dim=embedding_dimension(st), batch_size=batch_size, path=path)
@@ -192,12 +188,9 @@ def quantized_encoder(exact: OnnxEncoder, *, threads: int) -> OnnxEncoder:
     source = exact.path
     assert source is not None, "the float32 encoder of onnx_encoder(), which knows its file"
     path = source.with_name(f"{source.stem}.int8-{QUANTIZED_FORMAT}.onnx")
-    if not path.exists():
-        log.info("quantizing the query model's weights to int8 at %s (once per model)", path)
-        try:
-            _quantize(source, path)
-        except Exception as exc:  # a quantizer or file-system error: float32 still works
-            raise OnnxUnavailable(f"could not quantize {source} to {path}: {exc}") from exc
+    # A quantizer or file-system error: float32 still works.
+    _make_once(path, lambda p: _quantize(source, p), "quantizing the query model's weights to int8",
+               f"could not quantize {source} to")
     encoder = OnnxEncoder(_session(ort, path, threads), exact.tokenizer, pad_id=exact.pad_id, dim=exact.dim,
                           batch_size=1, path=path)
     probes = list(PROBES)
@@ -206,6 +199,17 @@ def quantized_encoder(exact: OnnxEncoder, *, threads: int) -> OnnxEncoder:
         raise OnnxUnavailable(f"the int8 graph's vectors reach a cosine of only {agreement:.3f} with the float32 "
                               f"ones (at least {AGREEMENT} needed)")
     return encoder
+
+
+def _make_once(path: Path, make: Callable[[Path], None], doing: str, failing: str) -> None:
+    """``make(path)`` unless ``path`` exists; any error it raises becomes :class:`OnnxUnavailable`."""
+    if path.exists():
+        return
+    log.info("%s at %s (once per model)", doing, path)
+    try:
+        make(path)
+    except Exception as exc:
+        raise OnnxUnavailable(f"{failing} {path}: {exc}") from exc
 
 
 def _quantize(source: Path, path: Path) -> None:
