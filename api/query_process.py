@@ -12,9 +12,9 @@ query waiting in its pipe and encodes and answers them a few at a time, back to 
 be called from many threads at once: each call is one request to the child, and the child batches the
 requests that wait together. Work no request waits for (notes embedded on arrival, through
 :meth:`ProcessEncoder.in_background`) is encoded a few texts at a time, with the queries that arrive
-meanwhile served between, so the server holds one copy of the model (about 750 MB with MiniLM's runtime
-libraries) and search does not queue behind a batch of notes. A child that dies fails the calls it held and
-the next call starts a new one.
+meanwhile served between, so the server holds one copy of the model (about 800 MB with MiniLM's runtime
+libraries and the int8 graph queries run in) and search does not queue behind a batch of notes. A child that
+dies fails the calls it held and the next call starts a new one.
 """
 
 from __future__ import annotations
