@@ -339,7 +339,8 @@ def create_app(settings: Settings | None = None, *, embedder: Any = None, job_ru
 
         With embedding on arrival, ``arrivals`` also counts the notes waiting to be embedded and those embedded,
         failed or left to the next analysis since the server started; ``query_encoder`` tells whether search's
-        encoder process is running (or how it exited) and how often one started.
+        encoder process is running (or how it exited), how often one started and whether it encodes queries in
+        int8 or float32.
         """
         checks: dict[str, str] = {}
         try:

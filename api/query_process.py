@@ -72,9 +72,10 @@ def _serve(requests_in: Connection, replies_out: Connection, factory: Callable[[
         embedder = factory()
         dim = int(np.asarray(embedder.encode(["warm up"])).shape[1])
         encode_queries(embedder, ["warm up"])  # its query graph too, where it has one
-        replies_out.send_bytes(pickle.dumps(("ready", str(embedder.name), dim)))
+        precision = str(getattr(embedder, "query_precision_used", "fp32"))  # int8 unless it fell back at load
+        replies_out.send_bytes(pickle.dumps(("ready", str(embedder.name), dim, precision)))
     except Exception as exc:
-        replies_out.send_bytes(pickle.dumps(("failed", f"{type(exc).__name__}: {exc}", 0)))
+        replies_out.send_bytes(pickle.dumps(("failed", f"{type(exc).__name__}: {exc}", 0, "")))
         return
 
     def encode(requests: list[tuple[int, list[str]]], queries: bool) -> list[tuple[int, np.ndarray | str]]:
@@ -152,7 +153,7 @@ class _Child:
             self.requests.send_bytes(pickle.dumps(factory))
             if not self.replies.poll(start_timeout_s):
                 raise EmbeddingError(f"the query encoder process did not load its model in {start_timeout_s:.0f}s")
-            status, detail, self.dim = pickle.loads(self.replies.recv_bytes())
+            status, detail, self.dim, self.query_precision = pickle.loads(self.replies.recv_bytes())
         except (EOFError, OSError) as exc:
             self._abandon()
             raise EmbeddingError(f"the query encoder process exited while loading its model "
@@ -312,11 +313,14 @@ class ProcessEncoder:
         return _Background(self)
 
     def stats(self) -> dict[str, Any]:
-        """For ``/ready``: the child's state (running, not started, or how it exited) and how often one started."""
+        """For ``/ready``: the child's state (running, not started, or how it exited), how often one started and
+        what its model encodes queries in (``int8``, or ``fp32`` where the model has no int8 graph or it fell back
+        at load)."""
         child = self._child
         if child is None:
-            return {"state": "not started", "pid": None, "starts": self.starts}
-        return {"state": child.state(), "pid": child.process.pid, "starts": self.starts}
+            return {"state": "not started", "pid": None, "starts": self.starts, "query_precision": None}
+        return {"state": child.state(), "pid": child.process.pid, "starts": self.starts,
+                "query_precision": child.query_precision}
 
     def close(self) -> None:
         """Stop the child (a later call starts a new one)."""

@@ -46,6 +46,8 @@ def _picky() -> HashingEmbedder:
 class _TwoGraphs(HashingEmbedder):
     """Encodes search queries to the opposite of what it stores, so a test can tell which path ran."""
 
+    query_precision_used = "int8"
+
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return -self.encode(texts)
 
@@ -159,6 +161,7 @@ def test_queries_take_the_models_query_graph_and_stored_texts_its_own() -> None:
         np.testing.assert_allclose(encoder.encode(["export to csv", "sso"]), -stored, atol=1e-6)
         np.testing.assert_allclose(QueryEmbedder(encoder).encode_one("sso"), -stored[1], atol=1e-6)
         np.testing.assert_allclose(encoder.in_background().encode(["export to csv", "sso"]), stored, atol=1e-6)
+        assert encoder.stats()["query_precision"] == "int8"  # what /ready shows
     finally:
         encoder.close()
     in_process = QueryEmbedder(_TwoGraphs())  # query_encoder_process=false: the same split in the server's threads
@@ -188,7 +191,7 @@ def test_the_server_searches_with_its_model_in_a_child_process(settings: Setting
         assert app.state.arrivals.flush(30)
         assert app.state.arrivals.stats()["embedded"] == 1 and encoder.starts == 1
         ready = client.get("/ready").json()["query_encoder"]
-        assert ready == {"state": "running", "pid": process.pid, "starts": 1}
+        assert ready == {"state": "running", "pid": process.pid, "starts": 1, "query_precision": "fp32"}
         process.kill()
         deadline = time.monotonic() + 10
         while client.get("/ready").json()["query_encoder"]["state"] == "running" and time.monotonic() < deadline:
