@@ -41,6 +41,7 @@ def suite(quick: bool) -> list[tuple[str, list[str]]]:
     for _name, path, extra in quality:
         if Path(path[0]).exists():
             runs.append(("theme_quality", ["--input", path[0], *extra, *(["--no-bertopic"] if small else [])]))
+            runs.append(("query_precision", ["--input", path[0], *extra, "--queries", "100" if small else "500"]))
     runs.append(("api_latency", ["--items", "10000" if small else "100000"]))
     runs.append(("search_scale", ["--sizes", "100000" if small else "100000,1000000"]))
     return runs
@@ -48,7 +49,8 @@ def suite(quick: bool) -> list[tuple[str, list[str]]]:
 
 def flatten(name: str, row: dict[str, Any]) -> list[dict[str, Any]]:
     """One long-format row per figure: benchmark, case, metric, value."""
-    case_keys = ("backend", "method", "n", "size", "items", "dataset", "endpoint", "case", "clients", "input")
+    case_keys = ("backend", "method", "n", "size", "items", "dataset", "endpoint", "case", "clients", "input",
+                 "precision")
     case = ", ".join(f"{k}={row[k]}" for k in case_keys if k in row)
     out = []
     for key, value in row.items():
