@@ -528,6 +528,7 @@ def run_backend(name: str, url: str, db: Path, args: argparse.Namespace) -> list
         os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     proc, base = start_server(url, args.search_model, args.server_cpus, args.workers, args.torch_threads)
     rows = []
+    precision = None
     fresh = itertools.count()
     try:
         cases = {
@@ -556,6 +557,8 @@ def run_backend(name: str, url: str, db: Path, args: argparse.Namespace) -> list
                                   f"ms/req, load generator CPU {1000 * result.client_cpu_s / n:.1f} ms/req"})
             print(f"  {rows[-1]}", flush=True)
             print(f"    server stages, mean (p95) ms: {stage_breakdown(result)}", flush=True)
+        # What the server's model process says it encodes queries in (int8 unless it fell back at load).
+        precision = httpx.get(f"{base}/ready", timeout=10).json().get("query_encoder", {}).get("query_precision")
         if args.notes and (not args.only or "notes" in args.only):
             tag = f"burst{time.time_ns()}"
             t0 = time.perf_counter()
@@ -580,6 +583,7 @@ def run_backend(name: str, url: str, db: Path, args: argparse.Namespace) -> list
         engine.dispose()
     for row in rows:
         row["items"] = n_items
+        row["query_precision"] = precision
     return rows
 
 
@@ -643,12 +647,11 @@ def main() -> None:
     if args.json:
         for r in results:
             row = {"benchmark": "api_latency", **r, "clients": args.clients, "query_model": args.search_model,
-                   "query_precision": os.environ.get("GROUNDSWELL_QUERY_PRECISION", "default"),
                    "build_model": args.build_model}
             print(json.dumps({k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}))
         return
-    print(f"\nquery embedder: {args.search_model} "
-          f"({os.environ.get('GROUNDSWELL_QUERY_PRECISION', 'product default')} queries); "
+    precisions = ", ".join(sorted({f"{r['backend']} {r['query_precision']}" for r in results}))
+    print(f"\nquery embedder: {args.search_model} (queries encoded in: {precisions}); "
           f"data analysed with {args.build_model}; "
           f"{args.clients} clients; {os.cpu_count()} cores")
     print(f"{'backend':<11} {'items':>7} {'request':<34} {'n':>5} {'p50 ms':>7} {'p95 ms':>7} {'errors':>6}  "
