@@ -235,10 +235,11 @@ def _quantize(source: Path, path: Path) -> None:
 
 class _QuantizerChatter(logging.Filter):
     """Drops what the quantizer logs on the root logger below ERROR while it runs (a line per tensor, and
-    advice for image models); this project's modules log on loggers of their own."""
+    advice for image models). A logger's filters see only the records logged on that logger itself, so the
+    records of this project's modules, which log on loggers of their own, never reach it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name != "root" or record.levelno >= logging.ERROR
+        return record.levelno >= logging.ERROR
 
 
 def _session(ort: Any, path: Path, threads: int) -> Any:
