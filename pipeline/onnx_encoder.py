@@ -17,12 +17,13 @@ Search queries may run in a second graph made from that one, its weight matrices
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,20 +89,27 @@ def _export(st: Any, path: Path) -> None:
 
     sample = {"input_ids": torch.tensor([[101, 2000, 2001, 102], [101, 2002, 102, 0]]),
               "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    with _written_whole(path) as tmp, warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter warns about traced shape logic
+        torch.onnx.export(
+            Forward().eval(), (sample["input_ids"], sample["attention_mask"]), tmp,
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                          "embedding": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+
+
+@contextlib.contextmanager
+def _written_whole(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` to write, which then replaces ``path`` at once: a concurrent process sees
+    no file or a whole one, and a failure leaves neither behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter warns about traced shape logic
-            torch.onnx.export(
-                Forward().eval(), (sample["input_ids"], sample["attention_mask"]), tmp,
-                input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                              "embedding": {0: "batch"}},
-                opset_version=17, dynamo=False,
-            )
-        os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
+        yield tmp
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -220,17 +228,13 @@ def _quantize(source: Path, path: Path) -> None:
     weights = {tensor.name for tensor in graph.initializer}
     matmuls = [node.name for node in graph.node
                if node.op_type == "MatMul" and any(name in weights for name in node.input)]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     quiet = _QuantizerChatter()
     logging.getLogger().addFilter(quiet)
     try:
-        quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=matmuls)
-        os.replace(tmp, path)  # atomic: a concurrent process sees no file or a whole one
+        with _written_whole(path) as tmp:
+            quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=matmuls)
     finally:
         logging.getLogger().removeFilter(quiet)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class _QuantizerChatter(logging.Filter):
