@@ -50,7 +50,7 @@ def suite(quick: bool) -> list[tuple[str, list[str]]]:
 def flatten(name: str, row: dict[str, Any]) -> list[dict[str, Any]]:
     """One long-format row per figure: benchmark, case, metric, value."""
     case_keys = ("backend", "method", "n", "size", "items", "dataset", "endpoint", "case", "clients", "input",
-                 "precision", "query_precision")
+                 "precision", "query_precision", "request")
     case = ", ".join(f"{k}={row[k]}" for k in case_keys if k in row)
     out = []
     for key, value in row.items():
