@@ -37,3 +37,15 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_readme_lists_every_setting() -> None:
     assert settings_table() in README.read_text(), "README's settings table is stale: python -m models.settings"
+
+
+def test_query_precision_takes_what_the_embedder_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import get_args
+
+    from pipeline.embedding import QUERY_PRECISIONS
+
+    # models may not import pipeline, so the setting spells the values itself; this keeps the two lists one
+    assert set(get_args(Settings.model_fields["query_precision"].annotation)) == set(QUERY_PRECISIONS)
+    monkeypatch.setenv("GROUNDSWELL_QUERY_PRECISION", "int4")
+    with pytest.raises(ValidationError, match="query_precision"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
