@@ -16,12 +16,20 @@ figures under ``bertopic``. BERTopic is only a comparison and only in the ``benc
 installed, or fails on the input, a warning says so and Groundswell's figures are printed alone (with
 ``bertopic: {"error": ...}`` when it failed).
 
+``--draws N`` also measures Groundswell on N random draws of ``--draw-share`` (0.8) of the scored rows,
+seeds ``--draw-seed`` (100) and up, and prints the mean, smallest and largest NMI, ARI and unassigned share
+over them (under ``draws`` with ``--json``, each draw's figures under ``draws.each``). A full set's figure
+moves by about half a point with any small change to the data, so a change to discovery is judged over
+the draws; BERTopic is not run on them.
+
 Examples::
 
     python benchmarks/theme_quality.py --input ../shared/datasets/clinc150/data_full.json
     python benchmarks/theme_quality.py --input ../shared/datasets/dstc11/finance.csv \\
         --text-column utterance --label-column intent --json
     python benchmarks/theme_quality.py --input ../shared/datasets/stackoverflow/test.tsv
+    python benchmarks/theme_quality.py --input ../shared/datasets/dstc11/finance.csv \\
+        --text-column utterance --label-column intent --no-bertopic --draws 8
 
 A ``.json`` file is a list of objects (one a row) or of ``[text, label]`` pairs, alone or under a key:
 CLINC150's ``data_full.json`` holds pairs under each split (``--split``, ``test`` by default). A CSV
@@ -272,6 +280,58 @@ def run_bertopic(texts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, flo
     return np.asarray(topics), time.perf_counter() - started
 
 
+def groups_of(scored: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """Each group of ``scored`` and its sorted row positions, groups in sorted order."""
+    return [(group, np.sort(rows)) for group, rows in scored.groupby("group", sort=True).indices.items()]
+
+
+def measure_groundswell(scored: pd.DataFrame, vectors: np.ndarray) -> list[tuple[np.ndarray, Result]]:
+    """Groundswell on ``scored`` (columns ``label`` and ``group``), discovery run once per group.
+
+    Returns:
+        Per group (as :func:`groups_of` orders them), the theme of each of its rows and its figures.
+    """
+    truth = scored["label"].to_numpy()
+    out = []
+    for group, rows in groups_of(scored):
+        labels, seconds = run_groundswell(vectors[rows])
+        out.append((labels, score("groundswell", truth[rows], labels, seconds, group)))
+    return out
+
+
+def draw_rows(n: int, share: float, seed: int) -> np.ndarray:
+    """The sorted positions of one random draw of ``int(share * n)`` of ``n`` rows, without repeats."""
+    return np.sort(np.random.default_rng(seed).choice(n, int(share * n), replace=False))
+
+
+def measure_draws(scored: pd.DataFrame, vectors: np.ndarray, *, count: int, share: float, first_seed: int) -> dict:
+    """Groundswell on ``count`` random draws of ``share`` of the scored rows, seeds ``first_seed`` on.
+
+    One figure on one set moves by about half a point of NMI with any small change to the data (another
+    draw of it, a few texts written differently), so a change to discovery is judged by how it does over
+    many draws. Each draw is measured as the whole set is (per group when there are groups).
+
+    Returns:
+        ``{"count", "share", "seeds", "nmi", "ari", "unassigned", "k_found", "each"}``: the mean, smallest and
+        largest NMI, ARI and unassigned share (x100) over the draws, the theme counts found, and each draw's
+        figures.
+    """
+    each = []
+    for seed in range(first_seed, first_seed + count):
+        rows = draw_rows(len(scored), share, seed)
+        parts = [result for _, result in measure_groundswell(scored.iloc[rows].reset_index(drop=True), vectors[rows])]
+        row = combine("groundswell", parts)
+        each.append({"seed": seed, **{key: row[key] for key in ("n", "nmi", "ari", "unassigned", "k_found")}})
+
+    def spread(key: str) -> dict[str, float]:
+        values = [draw[key] for draw in each]
+        return {"mean": float(np.mean(values)), "min": float(min(values)), "max": float(max(values))}
+
+    return {"count": count, "share": share, "seeds": [draw["seed"] for draw in each], "nmi": spread("nmi"),
+            "ari": spread("ari"), "unassigned": spread("unassigned"), "k_found": [draw["k_found"] for draw in each],
+            "each": each}
+
+
 def combine(method: str, parts: list[Result]) -> dict:
     """One summary per method: item-weighted means over groups, summed counts and seconds."""
     n = sum(p.n for p in parts)
@@ -306,6 +366,17 @@ def print_table(rows: list[dict]) -> None:
                   f"{row['k_true']:>6} {row['k_found']:>7} {row['unassigned']:>11.1f} {row['seconds']:>8.2f}")
 
 
+def print_draws(draws: dict) -> None:
+    seeds = draws["seeds"]
+    print(f"\ngroundswell over {draws['count']} random draws of {draws['share']:.0%} of the rows "
+          f"(seeds {seeds[0]}-{seeds[-1]}):")
+    print(f"{'':<12} {'mean':>6} {'min':>6} {'max':>6}")
+    for key, name in (("nmi", "NMI"), ("ari", "ARI"), ("unassigned", "unassigned%")):
+        figures = draws[key]
+        print(f"{name:<12} {figures['mean']:>6.2f} {figures['min']:>6.2f} {figures['max']:>6.2f}")
+    print(f"{'themes found':<12} {', '.join(str(k) for k in draws['k_found'])}")
+
+
 def write_assignments(path: Path, frame: pd.DataFrame, labels: np.ndarray) -> None:
     """CSV ``row,theme``: 0-based input row, theme id (empty when unassigned)."""
     out = pd.DataFrame({"row": np.arange(len(frame)), "theme": pd.array(labels, dtype="Int64")})
@@ -330,7 +401,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignments", type=Path, default=None, help="write Groundswell's row,theme CSV")
     parser.add_argument("--no-bertopic", action="store_true")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedding model name or path")
+    parser.add_argument("--draws", type=int, default=0,
+                        help="also measure Groundswell on this many random draws of the rows (mean, min, max)")
+    parser.add_argument("--draw-share", type=float, default=0.8, help="share of the rows in each draw")
+    parser.add_argument("--draw-seed", type=int, default=100, help="seed of the first draw; the next ones count up")
     args = parser.parse_args(argv)
+    if args.draws < 0:
+        parser.error(f"--draws must be 0 or more; got {args.draws}")
+    if not 0 < args.draw_share <= 1:
+        parser.error(f"--draw-share must be above 0 and at most 1; got {args.draw_share}")
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -345,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     if not usable.size:
         raise SystemExit(f"{args.input}: no row has both a text and a label")
     scored = frame.iloc[usable].reset_index(drop=True)
+    if args.draws and int(args.draw_share * len(scored)) < 1:
+        raise SystemExit(f"--draw-share {args.draw_share} of {len(scored)} scored rows leaves no row to draw")
     texts = scored["text"].tolist()
     vectors = cached_embeddings(texts, model=args.model, tag=args.input.stem)
 
@@ -358,11 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     bertopic_error: str | None = None
     assignments = np.full(len(frame), -1, dtype=np.int64)  # every input row; skipped ones stay unassigned
     offset = 0
-    for group, rows in scored.groupby("group", sort=True).indices.items():
-        rows = np.sort(rows)
-        truth = scored["label"].to_numpy()[rows]
-        labels, seconds = run_groundswell(vectors[rows])
-        results["groundswell"].append(score("groundswell", truth, labels, seconds, group))
+    truth = scored["label"].to_numpy()
+    for (group, rows), (labels, result) in zip(groups_of(scored), measure_groundswell(scored, vectors), strict=True):
+        results["groundswell"].append(result)
         # theme ids stay unique across groups in the assignments file
         assignments[usable[rows]] = np.where(labels >= 0, labels + offset, -1)
         offset += int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
@@ -373,11 +452,14 @@ def main(argv: list[str] | None = None) -> int:
                 bertopic_error = f"{type(exc).__name__}: {exc}"
                 log.warning("BERTopic failed on group %r (%s); measuring Groundswell alone", group, bertopic_error)
             else:
-                results["bertopic"].append(score("bertopic", truth, labels, seconds, group))
+                results["bertopic"].append(score("bertopic", truth[rows], labels, seconds, group))
     if bertopic_error is not None:
         del results["bertopic"]
 
     summaries = {m: dict(combine(m, parts), skipped=n_skipped) for m, parts in results.items()}
+    if args.draws:
+        summaries["groundswell"]["draws"] = measure_draws(scored, vectors, count=args.draws, share=args.draw_share,
+                                                          first_seed=args.draw_seed)
     if args.json:
         # One line: Groundswell's figures at the top level, BERTopic's (when it ran) under "bertopic".
         line = dict(summaries["groundswell"])
@@ -389,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.input.name}: {len(frame)} rows, {usable.size} scored, model {args.model}")
         print_table(list(summaries.values()))
+        if args.draws:
+            print_draws(summaries["groundswell"]["draws"])
     if args.assignments:
         write_assignments(args.assignments, frame, assignments)
     return 0

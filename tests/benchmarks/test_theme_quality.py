@@ -245,3 +245,70 @@ def test_a_json_without_recognisable_rows_is_refused_with_what_it_has(tmp_path) 
     path.write_text(json.dumps([{"text": "a", "label": "b"}, ["c", "d"]]), encoding="utf-8")
     with pytest.raises(SystemExit, match="all be objects or all be"):
         theme_quality.main(["--input", str(path), "--model", "hashing-384", "--no-bertopic"])
+
+
+def test_draws_measure_random_subsets_the_way_the_whole_set_is_measured(tmp_path, capsys) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    args = ("--input", str(path), "--text-column", "body", "--label-column", "topic")
+    [row] = _run(capsys, *args, "--draws", "3", "--draw-share", "0.5", "--draw-seed", "7")
+    draws = row["draws"]
+    assert draws["count"] == 3 and draws["share"] == 0.5 and draws["seeds"] == [7, 8, 9]
+    assert [d["seed"] for d in draws["each"]] == [7, 8, 9] and all(d["n"] == 80 for d in draws["each"])
+    for key in ("nmi", "ari", "unassigned"):
+        values = [d[key] for d in draws["each"]]
+        assert draws[key] == {"mean": pytest.approx(np.mean(values)), "min": min(values), "max": max(values)}
+    assert draws["k_found"] == [d["k_found"] for d in draws["each"]]
+    # The whole set's figures are those of a run without draws.
+    [plain] = _run(capsys, *args)
+    assert {k: v for k, v in row.items() if k not in ("draws", "seconds")} == \
+        {k: v for k, v in plain.items() if k != "seconds"}
+
+    # Each draw is the rows draw_rows gives for its seed, measured as a set of its own would be.
+    subset = tmp_path / "subset.csv"
+    rows = _rows()
+    drawn = theme_quality.draw_rows(len(rows), 0.5, 8)
+    assert len(drawn) == 80 and len(set(drawn.tolist())) == 80
+    _write_csv(subset, [rows[i] for i in drawn])
+    [alone] = _run(capsys, "--input", str(subset), "--text-column", "body", "--label-column", "topic")
+    second = draws["each"][1]
+    assert second["nmi"] == pytest.approx(alone["nmi"]) and second["ari"] == pytest.approx(alone["ari"])
+    # Different seeds draw different rows; the same seed the same ones.
+    assert not np.array_equal(theme_quality.draw_rows(160, 0.5, 7), drawn)
+    assert np.array_equal(theme_quality.draw_rows(160, 0.5, 8), drawn)
+
+
+def test_draws_are_measured_per_group_when_there_are_groups(tmp_path, capsys) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    [row] = _run(capsys, "--input", str(path), "--text-column", "body", "--label-column", "topic",
+                 "--group-column", "product", "--draws", "2")
+    # k_found sums over the two products' own discoveries, as the whole set's does
+    assert len(row["draws"]["each"]) == 2 and all(d["n"] == 128 for d in row["draws"]["each"])
+    assert all(d["k_found"] >= 4 for d in row["draws"]["each"]), row["draws"]
+
+
+def test_the_table_shows_the_draws(tmp_path, capsys) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    assert theme_quality.main(["--input", str(path), "--text-column", "body", "--label-column", "topic",
+                               "--model", "hashing-384", "--no-bertopic", "--draws", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "over 2 random draws of 80% of the rows (seeds 100-101)" in out
+    assert out.count("NMI") >= 2 and "themes found" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--draws", "-1"), "--draws must be 0 or more"),
+    (("--draws", "2", "--draw-share", "0"), "--draw-share must be above 0"),
+    (("--draws", "2", "--draw-share", "1.5"), "--draw-share must be above 0"),
+])
+def test_bad_draw_settings_are_refused_by_name(tmp_path, capsys, args, message) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows())
+    with pytest.raises(SystemExit):
+        theme_quality.main(["--input", str(path), "--model", "hashing-384", "--no-bertopic", *args])
+    assert message in capsys.readouterr().err
+
+
+def test_a_draw_share_too_small_for_the_rows_is_refused(tmp_path) -> None:
+    path = _write_csv(tmp_path / "feedback.csv", _rows(n_per_topic=2))
+    with pytest.raises(SystemExit, match="--draw-share 0.1 of 8 scored rows leaves no row"):
+        theme_quality.main(["--input", str(path), "--text-column", "body", "--label-column", "topic",
+                            "--model", "hashing-384", "--no-bertopic", "--draws", "1", "--draw-share", "0.1"])
