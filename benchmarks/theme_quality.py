@@ -280,22 +280,20 @@ def run_bertopic(texts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, flo
     return np.asarray(topics), time.perf_counter() - started
 
 
-def groups_of(scored: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
-    """Each group of ``scored`` and its sorted row positions, groups in sorted order."""
-    return [(group, np.sort(rows)) for group, rows in scored.groupby("group", sort=True).indices.items()]
-
-
-def measure_groundswell(scored: pd.DataFrame, vectors: np.ndarray) -> list[tuple[np.ndarray, Result]]:
+def measure_groundswell(scored: pd.DataFrame,
+                        vectors: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, Result]]:
     """Groundswell on ``scored`` (columns ``label`` and ``group``), discovery run once per group.
 
     Returns:
-        Per group (as :func:`groups_of` orders them), the theme of each of its rows and its figures.
+        Per group, in sorted order: its row positions (sorted), the theme of each of them, and its figures
+        (``Result.group`` names the group).
     """
     truth = scored["label"].to_numpy()
     out = []
-    for group, rows in groups_of(scored):
+    for group, rows in scored.groupby("group", sort=True).indices.items():
+        rows = np.sort(rows)
         labels, seconds = run_groundswell(vectors[rows])
-        out.append((labels, score("groundswell", truth[rows], labels, seconds, group)))
+        out.append((rows, labels, score("groundswell", truth[rows], labels, seconds, group)))
     return out
 
 
@@ -319,7 +317,7 @@ def measure_draws(scored: pd.DataFrame, vectors: np.ndarray, *, count: int, shar
     each = []
     for seed in range(first_seed, first_seed + count):
         rows = draw_rows(len(scored), share, seed)
-        parts = [result for _, result in measure_groundswell(scored.iloc[rows].reset_index(drop=True), vectors[rows])]
+        parts = [result for *_, result in measure_groundswell(scored.iloc[rows].reset_index(drop=True), vectors[rows])]
         row = combine("groundswell", parts)
         each.append({"seed": seed, **{key: row[key] for key in ("n", "nmi", "ari", "unassigned", "k_found")}})
 
@@ -440,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     assignments = np.full(len(frame), -1, dtype=np.int64)  # every input row; skipped ones stay unassigned
     offset = 0
     truth = scored["label"].to_numpy()
-    for (group, rows), (labels, result) in zip(groups_of(scored), measure_groundswell(scored, vectors), strict=True):
+    for rows, labels, result in measure_groundswell(scored, vectors):
+        group = result.group
         results["groundswell"].append(result)
         # theme ids stay unique across groups in the assignments file
         assignments[usable[rows]] = np.where(labels >= 0, labels + offset, -1)
