@@ -297,9 +297,14 @@ def measure_groundswell(scored: pd.DataFrame,
     return out
 
 
+def draw_size(n: int, share: float) -> int:
+    """How many of ``n`` rows one draw of ``share`` of them holds."""
+    return int(share * n)
+
+
 def draw_rows(n: int, share: float, seed: int) -> np.ndarray:
-    """The sorted positions of one random draw of ``int(share * n)`` of ``n`` rows, without repeats."""
-    return np.sort(np.random.default_rng(seed).choice(n, int(share * n), replace=False))
+    """The sorted positions of one random draw of :func:`draw_size` of ``n`` rows, without repeats."""
+    return np.sort(np.random.default_rng(seed).choice(n, draw_size(n, share), replace=False))
 
 
 def measure_draws(scored: pd.DataFrame, vectors: np.ndarray, *, count: int, share: float, first_seed: int) -> dict:
@@ -422,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if not usable.size:
         raise SystemExit(f"{args.input}: no row has both a text and a label")
     scored = frame.iloc[usable].reset_index(drop=True)
-    if args.draws and int(args.draw_share * len(scored)) < 1:
+    if args.draws and draw_size(len(scored), args.draw_share) < 1:
         raise SystemExit(f"--draw-share {args.draw_share} of {len(scored)} scored rows leaves no row to draw")
     texts = scored["text"].tolist()
     vectors = cached_embeddings(texts, model=args.model, tag=args.input.stem)
