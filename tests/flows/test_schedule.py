@@ -34,14 +34,51 @@ LAUNCH = (
 )
 
 
-def deployments(api_url: str) -> dict[str, dict[str, Any]]:
-    response = httpx.post(f"{api_url}/deployments/filter", json={}, timeout=5.0)
+# What Prefect's own client retries: its server answers 503 when its SQLite database is busy (another writer holds
+# the lock), and the request changed nothing, so it may be sent again.
+RETRYABLE = {429, 502, 503}
+
+
+def call(method: str, url: str, *, attempts: int = 6, **kwargs: Any) -> Any:
+    """One request to the Prefect API, retried with backoff where the server says to; the answer's JSON."""
+    for attempt in range(attempts):
+        response = httpx.request(method, url, timeout=10.0, **kwargs)
+        if response.status_code not in RETRYABLE or attempt == attempts - 1:
+            break
+        time.sleep(0.5 * 2 ** attempt)
     response.raise_for_status()
-    return {d["name"]: d for d in response.json()}
+    return response.json()
+
+
+def deployments(api_url: str) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in call("POST", f"{api_url}/deployments/filter", json={})}
 
 
 def crons(deployment: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in deployment["schedules"]]
+
+
+def test_calls_to_the_prefect_api_retry_only_what_its_server_calls_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[int] = []
+
+    def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+        code = codes.pop(0)
+        answers.append(code)
+        return httpx.Response(code, json={"id": "run"}, request=httpx.Request(method, url))
+
+    monkeypatch.setattr(httpx, "request", request)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    codes = [503, 503, 200]
+    assert call("POST", "http://server/api/x") == {"id": "run"} and answers == [503, 503, 200]
+    answers.clear()
+    codes = [500, 200]
+    with pytest.raises(httpx.HTTPStatusError, match="500"):
+        call("GET", "http://server/api/x")
+    assert answers == [500]
+    codes = [503] * 3
+    with pytest.raises(httpx.HTTPStatusError, match="503"):
+        call("GET", "http://server/api/x", attempts=3)
+    assert not codes
 
 
 def test_deployments_carry_the_configured_schedules(settings: Settings) -> None:
@@ -176,12 +213,10 @@ def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop
 
 def run_deployment(api_url: str, deployment: dict[str, Any], timeout_s: float = 240.0) -> dict[str, Any]:
     """Start a run of ``deployment`` on the server (as its schedule would) and wait until it ends."""
-    response = httpx.post(f"{api_url}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10.0)
-    response.raise_for_status()
-    run_id = response.json()["id"]
+    run_id = call("POST", f"{api_url}/deployments/{deployment['id']}/create_flow_run", json={})["id"]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        run = httpx.get(f"{api_url}/flow_runs/{run_id}", timeout=10.0).json()
+        run = call("GET", f"{api_url}/flow_runs/{run_id}")
         if run["state"] and run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
             return run
         time.sleep(1)
