@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 
 from api.cli_schedule import LocalPrefectServer, free_port, is_stop, register
 from flows.deployments import PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT, build_deployments
+from ingest.errors import IngestError
+from ingest.http import HttpClient
 from models.db import make_engine
 from models.settings import Settings
 from models.tables import AnalysisRun, Embedding, Report, Theme
@@ -34,51 +36,19 @@ LAUNCH = (
 )
 
 
-# What Prefect's own client retries: its server answers 503 when its SQLite database is busy (another writer holds
-# the lock), and the request changed nothing, so it may be sent again.
-RETRYABLE = {429, 502, 503}
-
-
-def call(method: str, url: str, *, attempts: int = 6, **kwargs: Any) -> Any:
-    """One request to the Prefect API, retried with backoff where the server says to; the answer's JSON."""
-    for attempt in range(attempts):
-        response = httpx.request(method, url, timeout=10.0, **kwargs)
-        if response.status_code not in RETRYABLE or attempt == attempts - 1:
-            break
-        time.sleep(0.5 * 2 ** attempt)
-    response.raise_for_status()
-    return response.json()
+def prefect_api(api_url: str) -> HttpClient:
+    """The Prefect server's API, retried with backoff as Prefect's own client is: the server answers 503 while its
+    SQLite database is busy (the served runner writing), and such a request changed nothing."""
+    return HttpClient(source="prefect server", base_url=api_url, timeout_s=10.0, backoff_s=0.5, max_backoff_s=8.0)
 
 
 def deployments(api_url: str) -> dict[str, dict[str, Any]]:
-    return {d["name"]: d for d in call("POST", f"{api_url}/deployments/filter", json={})}
+    with prefect_api(api_url) as api:
+        return {d["name"]: d for d in api.post_json("deployments/filter", {})}
 
 
 def crons(deployment: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in deployment["schedules"]]
-
-
-def test_calls_to_the_prefect_api_retry_only_what_its_server_calls_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
-    answers: list[int] = []
-
-    def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
-        code = codes.pop(0)
-        answers.append(code)
-        return httpx.Response(code, json={"id": "run"}, request=httpx.Request(method, url))
-
-    monkeypatch.setattr(httpx, "request", request)
-    monkeypatch.setattr(time, "sleep", lambda s: None)
-    codes = [503, 503, 200]
-    assert call("POST", "http://server/api/x") == {"id": "run"} and answers == [503, 503, 200]
-    answers.clear()
-    codes = [500, 200]
-    with pytest.raises(httpx.HTTPStatusError, match="500"):
-        call("GET", "http://server/api/x")
-    assert answers == [500]
-    codes = [503] * 3
-    with pytest.raises(httpx.HTTPStatusError, match="503"):
-        call("GET", "http://server/api/x", attempts=3)
-    assert not codes
 
 
 def test_deployments_carry_the_configured_schedules(settings: Settings) -> None:
@@ -169,7 +139,7 @@ def scheduling(tmp_path: Path, pipeline_cron: str, *, demo: str | None = None,
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 found = deployments(api_url)
-            except httpx.HTTPError:
+            except IngestError:  # not answering yet
                 found = {}
             if {PIPELINE_DEPLOYMENT, REPORT_DEPLOYMENT} <= found.keys():
                 break
@@ -213,13 +183,14 @@ def test_schedule_serves_both_deployments_and_stops_cleanly(tmp_path: Path, stop
 
 def run_deployment(api_url: str, deployment: dict[str, Any], timeout_s: float = 240.0) -> dict[str, Any]:
     """Start a run of ``deployment`` on the server (as its schedule would) and wait until it ends."""
-    run_id = call("POST", f"{api_url}/deployments/{deployment['id']}/create_flow_run", json={})["id"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = call("GET", f"{api_url}/flow_runs/{run_id}")
-        if run["state"] and run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
-            return run
-        time.sleep(1)
+    with prefect_api(api_url) as api:
+        run_id = api.post_json(f"deployments/{deployment['id']}/create_flow_run", {})["id"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run = api.get_json(f"flow_runs/{run_id}")
+            if run["state"] and run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+                return run
+            time.sleep(1)
     raise AssertionError(f"flow run {run_id} of {deployment['name']} did not end within {timeout_s:.0f}s")
 
 
