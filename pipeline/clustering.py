@@ -3,11 +3,15 @@
 The recipe, in order (each step is plain numpy / scipy / scikit-learn):
 
 1. **Sample** at most ``max_hierarchy_size`` items for discovery, so the cost is bounded at any ``n``.
-2. **Smooth**: replace each sampled vector by the mean of its ``n_neighbors`` cosine neighbours. This
+2. **View** (when the texts come along and the model's tokenizer is known): texts sharing a word the model does
+   not know, such as a product name it reads in pieces, are pulled together (see :mod:`pipeline.unknown_words`).
+   Steps 3-6 run on that view, its unsmoothed rows standing for the raw rows of step 6; steps 7-9 always run on
+   the model's own rows, so predict() and incremental runs need nothing of the view.
+3. **Smooth**: replace each sampled vector by the mean of its ``n_neighbors`` cosine neighbours. This
    denoises paraphrases toward their local mode and sharpens the cluster structure.
-3. **Ward tree** on the smoothed vectors, cut at a geometric grid of theme counts.
-4. **Refine** each candidate cut with Lloyd (k-means) iterations started from the cut's centroids.
-5. **Choose k** by the cosine silhouette of each refined candidate on the *raw* (unsmoothed) rows, with a
+4. **Ward tree** on the smoothed vectors, cut at a geometric grid of theme counts.
+5. **Refine** each candidate cut with Lloyd (k-means) iterations started from the cut's centroids.
+6. **Choose k** by the cosine silhouette of each refined candidate on the *raw* (unsmoothed) rows, with a
    parsimony rule: the smallest k whose silhouette is within ``k_tolerance`` (relative) of the best,
    or a coarser k where the silhouette curve has a prominent peak (a valley of at least ``k_tolerance``
    before it rises again) that trails the best by at most ``peak_tolerance`` per halving of k. Tiny tight
@@ -19,7 +23,7 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
    smoothed rows, whose silhouette is inflated for clusters about ``n_neighbors`` in size. Silhouette
    alone tends to over-split; parsimony is the usual "simplest model close to the best" choice and is
    not tuned to any dataset.
-6. **Merge** themes whose centroids are nearly parallel: while two themes' centroids (on the raw rows) have a
+7. **Merge** themes whose centroids are nearly parallel: while two themes' centroids (on the raw rows) have a
    cosine similarity of at least ``merge_similarity``, the closest pair becomes one theme. The cosine leaves
    out each theme's self-pairs (see :func:`merge_close_themes`), so it does not depend on the themes'
    sizes: two loose themes of a few rows each compare as the same two themes would with many rows. Silhouette
@@ -27,12 +31,12 @@ The recipe, in order (each step is plain numpy / scipy / scikit-learn):
    one loan intent in several themes); most distinct intents stay below 0.80, though not all (CLINC150's
    ``calendar`` and ``calendar_update`` are merged). The threshold is on the cosine scale of the product's
    embedding model (all-MiniLM-L6-v2); ``None`` turns the step off.
-7. **Assign** every item to its nearest theme centroid on the *raw* rows (blocked, so 1M x 384 fits in
+8. **Assign** every item to its nearest theme centroid on the *raw* rows (blocked, so 1M x 384 fits in
    memory), with a couple of Lloyd passes on all items when the discovery ran on a sample; themes smaller
    than ``min_theme_size`` are dissolved into their neighbours. Smoothing finds the themes but blurs the
    borders between small neighbouring ones, so the final labels come from the unsmoothed vectors, by the
    same rule that :meth:`ThemeClusterer.predict` and incremental runs apply.
-8. **Outliers**: an item whose similarity to its centroid falls below its theme's Tukey fence
+9. **Outliers**: an item whose similarity to its centroid falls below its theme's Tukey fence
    (Q1 - ``outlier_fence`` x IQR) is left unassigned (label ``-1``).
 """
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,6 +54,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
+
+from pipeline.unknown_words import WordPieces, unknown_word_view
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +297,9 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             every theme. On the cosine scale of all-MiniLM-L6-v2; another model may need another value.
         outlier_fence: Tukey fence multiplier on each theme's similarity IQR; lower leaves more unassigned.
         max_hierarchy_size: at most this many items (sampled) build the tree that picks the themes.
+        word_pieces: how many pieces the embedding model's tokenizer reads each word in; with it and the texts,
+            discovery runs on :func:`pipeline.unknown_words.unknown_word_view`. ``None`` leaves that view out.
+        word_pull: weight of that view's pull (0 leaves it out).
         refine_iter: Lloyd iterations after the cut.
         seed: random seed (sampling and k-means); equal seeds give equal results.
 
@@ -299,11 +309,13 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
         similarities_: ``(n,)`` float32 cosine similarity of each item to its theme centroid (before outliers).
         n_themes_: number of themes found.
         unassigned_share_: share of items left unassigned, in ``[0, 1]``.
+        unknown_words_: the words the discovery view pulled texts together by (empty without it).
     """
 
     def __init__(self, *, min_theme_size: int = 5, n_neighbors: int = 15, k_tolerance: float = 0.05,
                  peak_tolerance: float = 0.04, merge_similarity: float | None = 0.80, outlier_fence: float = 3.0,
-                 max_hierarchy_size: int = 6000, refine_iter: int = 10, seed: int = 42) -> None:
+                 max_hierarchy_size: int = 6000, refine_iter: int = 10, seed: int = 42,
+                 word_pieces: WordPieces | None = None, word_pull: float = 0.5) -> None:
         self.min_theme_size = min_theme_size
         self.n_neighbors = n_neighbors
         self.k_tolerance = k_tolerance
@@ -313,6 +325,8 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
         self.max_hierarchy_size = max_hierarchy_size
         self.refine_iter = refine_iter
         self.seed = seed
+        self.word_pieces = word_pieces
+        self.word_pull = word_pull
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -387,11 +401,18 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
 
     # -- estimator ---------------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray, y: None = None) -> ThemeClusterer:
-        """Find themes in ``X`` ``(n, d)`` (rows are L2-normalised here if they are not already)."""
+    def fit(self, X: np.ndarray, y: None = None, texts: Sequence[str] | None = None) -> ThemeClusterer:
+        """Find themes in ``X`` ``(n, d)`` (rows are L2-normalised here if they are not already).
+
+        Args:
+            texts: the ``n`` texts the rows were embedded from, in the same order; with ``word_pieces`` they
+                give discovery its view of the words the model does not know.
+        """
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ValueError(f"X must be a non-empty (n, d) array of embeddings; got shape {X.shape}")
+        if texts is not None and len(texts) != X.shape[0]:
+            raise ValueError(f"texts must match the rows of X: {len(texts)} texts for {X.shape[0]} rows")
         if self.min_theme_size < 1:
             raise ValueError(f"min_theme_size must be >= 1; got {self.min_theme_size}")
         if not np.all(np.isfinite(X)):
@@ -402,6 +423,7 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
         n = X.shape[0]
         rng = np.random.default_rng(self.seed)
         log.info("theme discovery on %d items started", n)
+        self.unknown_words_: list[str] = []
 
         if n < 2 * self.min_theme_size:
             labels = np.zeros(n, dtype=np.int64)  # too few items to split into two themes
@@ -409,7 +431,15 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             sampled = n > self.max_hierarchy_size
             rows = np.sort(rng.choice(n, self.max_hierarchy_size, replace=False)) if sampled else None
             sample = X[rows] if sampled else X
-            sample_labels = self._discover(sample, _smooth(sample, self.n_neighbors), rng)
+            view = sample
+            if texts is not None and self.word_pieces is not None and self.word_pull > 0:
+                sample_texts = [texts[i] for i in rows] if rows is not None else list(texts)
+                view, self.unknown_words_ = unknown_word_view(sample, sample_texts, self.word_pieces,
+                                                              pull=self.word_pull)
+                if self.unknown_words_:
+                    log.info("discovery view: texts pulled together by %d words the model reads in pieces (%s)",
+                             len(self.unknown_words_), ", ".join(self.unknown_words_[:10]))
+            sample_labels = self._discover(view, _smooth(view, self.n_neighbors), rng)
             # Silhouette may split one theme into adjacent sub-modes; themes with nearly parallel centroids
             # on the raw rows are one theme.
             found = int(sample_labels.max()) + 1
