@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         "self-pairs, so it does not depend on theme sizes; 1 merges only themes whose rows are as alike across "
         "the two as within each. Like the other similarity settings, on the default model's cosine scale."
     )
+    theme_word_pull: float = Field(
+        0.5, ge=0, description="For finding themes only, texts that share a word the embedding model reads in "
+        "pieces (a product name such as WordPress or Magento) are pulled together by this weight, when the texts "
+        "using the word are far more alike than texts at random; names of accounts and people, used across themes, "
+        "are not. 0 turns it off. Themes are still assigned on the model's own vectors."
+    )
 
     # Opportunities
     score_weights: ScoreWeights = Field(default_factory=ScoreWeights)

@@ -156,7 +156,8 @@ class Analyzer:
         self.embedder = embedder
         self.make_clusterer = clusterer or (lambda: ThemeClusterer(
             min_theme_size=settings.min_theme_size, merge_similarity=settings.theme_merge_similarity,
-            seed=settings.cluster_seed))
+            seed=settings.cluster_seed, word_pieces=getattr(embedder, "word_pieces", None),
+            word_pull=settings.theme_word_pull))
         self._signal_model = signal_model
         self.competitors = CompetitorMatcher(settings.competitors)
 
@@ -343,7 +344,7 @@ class Analyzer:
     def _full(self, corpus: Corpus, summary: AnalysisSummary) -> None:
         if len(corpus) == 0:
             return
-        clusterer = self.make_clusterer().fit(corpus.vectors)
+        clusterer = self.make_clusterer().fit(corpus.vectors, texts=corpus.texts)
         labels = np.asarray(clusterer.labels_)
         centroids = np.asarray(clusterer.centroids_, dtype=np.float32)
         k = centroids.shape[0]
@@ -501,7 +502,8 @@ class Analyzer:
 
         Returns: items added per existing theme id, and the ids of the themes born here.
         """
-        clusterer = self.make_clusterer().fit(corpus.vectors[pool_idx])
+        clusterer = self.make_clusterer().fit(corpus.vectors[pool_idx],
+                                              texts=[corpus.texts[i] for i in pool_idx.tolist()])
         labels = np.asarray(clusterer.labels_)
         centroids = np.asarray(clusterer.centroids_, dtype=np.float32)
         old_centroids = np.stack([_centroid(t) for t in themes])

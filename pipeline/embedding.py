@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,7 +24,12 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
 class Embedder(Protocol):
-    """What the pipeline needs from an embedding model."""
+    """What the pipeline needs from an embedding model.
+
+    One with a tokenizer may also offer ``word_pieces(words) -> list[int]`` (see
+    :meth:`SentenceEmbedder.word_pieces`): theme discovery then gives words the model reads in pieces a say of
+    their own (:mod:`pipeline.unknown_words`).
+    """
 
     @property
     def name(self) -> str: ...
@@ -124,10 +129,44 @@ class SentenceEmbedder:
         self._onnx = None
         self._query_onnx = None  # the int8 graph of encode_queries, where query_precision asks for it
         self._dim: int | None = None
+        self._tokenizer: Any = None  # the model's Rust tokenizer alone, for word_pieces
 
     @property
     def name(self) -> str:
         return self.model
+
+    def word_pieces(self, words: Sequence[str]) -> list[int]:
+        """How many pieces the model's tokenizer cuts each word into (1: the model knows the word whole).
+
+        Loads the tokenizer only (its ``tokenizer.json`` where the model folder has one), not the model, so a run
+        whose vectors are all stored stays as cheap.
+        """
+        if self._tokenizer is None:
+            self._tokenizer = self._load_tokenizer()
+        if not words:
+            return []
+        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(words), add_special_tokens=False)]
+
+    def _load_tokenizer(self):  # type: ignore[no-untyped-def]
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = resolve_model_path(self.model)
+        try:
+            if (Path(path) / "tokenizer.json").is_file():
+                from tokenizers import Tokenizer
+
+                tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
+            else:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(path).backend_tokenizer
+        except Exception as exc:
+            raise EmbeddingError(
+                f"could not load the tokenizer of embedding model {self.model!r} ({exc}); set "
+                "GROUNDSWELL_EMBEDDING_MODEL to a local path or a model available offline"
+            ) from exc
+        tokenizer.no_padding()  # the model's file may pad every text to its full length
+        tokenizer.no_truncation()
+        return tokenizer
 
     def load(self) -> None:
         """Load the model, once. Where ONNX Runtime encodes, the PyTorch weights are let go after the exported

@@ -24,6 +24,7 @@ from models.tables import (
     ThemeStat,
 )
 from pipeline.analysis import RELABEL_GROWTH, AnalysisSummary, Analyzer
+from pipeline.clustering import ThemeClusterer
 from pipeline.embedding import HashingEmbedder
 
 NOW = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
@@ -53,6 +54,9 @@ class MemoEmbedder:
         if todo:
             self.memo.update(zip(todo, self.inner.encode(todo), strict=True))
         return np.stack([self.memo[t] for t in texts]) if texts else self.inner.encode([])
+
+    def word_pieces(self, words):
+        return self.inner.word_pieces(words)
 
 
 @pytest.fixture(scope="session")
@@ -390,3 +394,48 @@ def test_theme_merge_similarity_setting_reaches_the_clusterer(sessions, settings
     assert analyzer(sessions, settings).make_clusterer().merge_similarity == 0.80
     stricter = settings.model_copy(update={"theme_merge_similarity": 0.9})
     assert analyzer(sessions, stricter).make_clusterer().merge_similarity == 0.9
+
+
+class PiecesEmbedder(HashingEmbedder):
+    """The hashing model with a tokenizer: it reads words of 12 letters or more in pieces."""
+
+    def word_pieces(self, words):
+        return [2 if len(w) >= 12 else 1 for w in words]
+
+
+def test_theme_word_pull_setting_and_the_model_tokenizer_reach_the_clusterer(sessions, settings: Settings) -> None:
+    embedder = PiecesEmbedder(128)
+    made = analyzer(sessions, settings, embedder).make_clusterer()
+    assert made.word_pull == 0.5 and made.word_pieces == embedder.word_pieces
+    assert analyzer(sessions, settings).make_clusterer().word_pieces is None  # a model without a tokenizer
+    off = settings.model_copy(update={"theme_word_pull": 0.0})
+    assert analyzer(sessions, off, embedder).make_clusterer().word_pull == 0.0
+
+
+def test_discovery_gets_each_item_text_beside_its_vector(sessions, settings, demo, monkeypatch) -> None:
+    """The full run and the pool's re-clustering both hand the clusterer the texts in the order of the rows."""
+    seen: list[tuple[np.ndarray, list[str]]] = []
+    fit = ThemeClusterer.fit
+
+    def recording(self, X, y=None, texts=None):
+        seen.append((np.asarray(X).copy(), list(texts)))
+        return fit(self, X, y, texts=texts)
+
+    monkeypatch.setattr(ThemeClusterer, "fit", recording)
+    late = Counter(demo.truth.values()).most_common(1)[0][0]
+    items = list(demo.items)
+    demo.items = [(src, r) for src, r in items if demo.truth[r.external_id] != late]
+    load_demo(sessions, demo)
+    embedder = PiecesEmbedder(128)
+    analyzer(sessions, settings, embedder).run(now=NOW)
+    demo.items = items
+    load_demo(sessions, demo)
+    settings.recluster_pool_size = 10
+    summary = analyzer(sessions, settings, embedder).run(now=NOW)
+    assert summary.kind == "incremental" and summary.born > 0
+    assert len(seen) == 2
+    with sessions() as s:
+        stored = set(s.scalars(select(Feedback.text)))
+    for X, texts in seen:
+        assert len(texts) == len(X) and set(texts) <= stored
+        np.testing.assert_allclose(X, embedder.encode(texts), atol=1e-6)

@@ -66,6 +66,18 @@ def test_sentence_embedder_pretokenize_switch_gives_the_same_vectors() -> None:
     assert np.sum(fast * plain, axis=1).min() >= 0.9999
 
 
+def test_word_pieces_come_from_the_model_tokenizer_without_loading_the_model() -> None:
+    embedder = SentenceEmbedder()
+    assert embedder.word_pieces(["wordpress", "loan", "magento", "c++", "SharePoint"]) == [2, 1, 2, 3, 2]
+    assert embedder.word_pieces([]) == []
+    assert embedder._dim is None and embedder._st is None and embedder._onnx is None  # the model itself not loaded
+
+
+def test_word_pieces_of_a_model_that_cannot_be_found_say_which_setting_to_change(tmp_path) -> None:
+    with pytest.raises(EmbeddingError, match="tokenizer of embedding model .*GROUNDSWELL_EMBEDDING_MODEL"):
+        SentenceEmbedder(str(tmp_path / "no-such-model")).word_pieces(["loan"])
+
+
 def test_runtime_is_checked() -> None:
     with pytest.raises(EmbeddingError, match="bad embedding runtime 'tensorrt'"):
         SentenceEmbedder(runtime="tensorrt")
