@@ -2,10 +2,11 @@
 
 Reads a labeled CSV, TSV, JSONL or CLINC150-style JSON file, embeds the texts with the product's embedder
 (vectors cached under ``var/cache/embeddings``), runs the same :class:`~pipeline.clustering.ThemeClusterer`
-the product runs (product defaults), and BERTopic with its defaults on the same embeddings unless
-``--no-bertopic``. Unassigned items count as one group of their own in NMI and ARI. With ``--clean`` each
-text is first cleaned as ingest cleans feedback (HTML, quoted replies, signatures, whitespace, PII
-placeholders); without it the texts are measured as written, comparable with published results.
+the product runs (product defaults, given the texts and the model's tokenizer as analysis gives them), and
+BERTopic with its defaults on the same embeddings unless ``--no-bertopic``. Unassigned items count as one
+group of their own in NMI and ARI. With ``--clean`` each text is first cleaned as ingest cleans feedback
+(HTML, quoted replies, signatures, whitespace, PII placeholders); without it the texts are measured as
+written, comparable with published results.
 
 A row with a blank text (after cleaning, with ``--clean``) or no label cannot be scored: it is skipped,
 counted (``skipped`` in the output) and left without a theme in ``--assignments``.
@@ -68,6 +69,7 @@ from ingest.connectors.files import csv_delimiter  # noqa: E402
 from pipeline import text_prep  # noqa: E402
 from pipeline.clustering import ThemeClusterer  # noqa: E402
 from pipeline.embedding import DEFAULT_MODEL, make_embedder  # noqa: E402
+from pipeline.unknown_words import WordPieces  # noqa: E402
 
 log = logging.getLogger("theme_quality")
 
@@ -259,9 +261,11 @@ def score(method: str, labels_true: np.ndarray, labels_pred: np.ndarray, seconds
     )
 
 
-def run_groundswell(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+def run_groundswell(vectors: np.ndarray, texts: list[str],
+                    word_pieces: WordPieces | None) -> tuple[np.ndarray, float]:
+    """The product's discovery with its defaults, given the texts and the model's tokenizer as analysis gives them."""
     started = time.perf_counter()
-    model = ThemeClusterer().fit(vectors)
+    model = ThemeClusterer(word_pieces=word_pieces).fit(vectors, texts=texts)
     return model.labels_, time.perf_counter() - started
 
 
@@ -280,19 +284,24 @@ def run_bertopic(texts: list[str], vectors: np.ndarray) -> tuple[np.ndarray, flo
     return np.asarray(topics), time.perf_counter() - started
 
 
-def measure_groundswell(scored: pd.DataFrame,
-                        vectors: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, Result]]:
-    """Groundswell on ``scored`` (columns ``label`` and ``group``), discovery run once per group.
+def measure_groundswell(scored: pd.DataFrame, vectors: np.ndarray,
+                        word_pieces: WordPieces | None = None) -> list[tuple[np.ndarray, np.ndarray, Result]]:
+    """Groundswell on ``scored`` (columns ``text``, ``label`` and ``group``), discovery run once per group.
+
+    Args:
+        word_pieces: the embedding model's word pieces (see :meth:`pipeline.embedding.SentenceEmbedder.word_pieces`),
+            or None for a model without a tokenizer.
 
     Returns:
         Per group, in sorted order: its row positions (sorted), the theme of each of them, and its figures
         (``Result.group`` names the group).
     """
     truth = scored["label"].to_numpy()
+    texts = scored["text"].tolist()
     out = []
     for group, rows in scored.groupby("group", sort=True).indices.items():
         rows = np.sort(rows)
-        labels, seconds = run_groundswell(vectors[rows])
+        labels, seconds = run_groundswell(vectors[rows], [texts[i] for i in rows], word_pieces)
         out.append((rows, labels, score("groundswell", truth[rows], labels, seconds, group)))
     return out
 
@@ -307,7 +316,8 @@ def draw_rows(n: int, share: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, draw_size(n, share), replace=False))
 
 
-def measure_draws(scored: pd.DataFrame, vectors: np.ndarray, *, count: int, share: float, first_seed: int) -> dict:
+def measure_draws(scored: pd.DataFrame, vectors: np.ndarray, *, count: int, share: float, first_seed: int,
+                  word_pieces: WordPieces | None = None) -> dict:
     """Groundswell on ``count`` random draws of ``share`` of the scored rows, seeds ``first_seed`` on.
 
     One figure on one set moves with any small change to the data (another draw of it, a few texts written
@@ -322,7 +332,8 @@ def measure_draws(scored: pd.DataFrame, vectors: np.ndarray, *, count: int, shar
     each = []
     for seed in range(first_seed, first_seed + count):
         rows = draw_rows(len(scored), share, seed)
-        parts = [result for *_, result in measure_groundswell(scored.iloc[rows].reset_index(drop=True), vectors[rows])]
+        drawn = scored.iloc[rows].reset_index(drop=True)
+        parts = [result for *_, result in measure_groundswell(drawn, vectors[rows], word_pieces)]
         row = combine("groundswell", parts)
         each.append({"seed": seed, **{key: row[key] for key in ("n", "nmi", "ari", "unassigned", "k_found")}})
 
@@ -431,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--draw-share {args.draw_share} of {len(scored)} scored rows leaves no row to draw")
     texts = scored["text"].tolist()
     vectors = cached_embeddings(texts, model=args.model, tag=args.input.stem)
+    word_pieces = getattr(make_embedder(args.model), "word_pieces", None)  # the tokenizer alone, as analysis uses it
 
     # BERTopic is the comparison, not the measurement: when it is missing or fails, Groundswell's figures
     # are still printed (with a warning on stderr), never lost with it.
@@ -443,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     assignments = np.full(len(frame), -1, dtype=np.int64)  # every input row; skipped ones stay unassigned
     offset = 0
     truth = scored["label"].to_numpy()
-    for rows, labels, result in measure_groundswell(scored, vectors):
+    for rows, labels, result in measure_groundswell(scored, vectors, word_pieces):
         group = result.group
         results["groundswell"].append(result)
         # theme ids stay unique across groups in the assignments file
@@ -463,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     summaries = {m: dict(combine(m, parts), skipped=n_skipped) for m, parts in results.items()}
     if args.draws:
         summaries["groundswell"]["draws"] = measure_draws(scored, vectors, count=args.draws, share=args.draw_share,
-                                                          first_seed=args.draw_seed)
+                                                          first_seed=args.draw_seed, word_pieces=word_pieces)
     if args.json:
         # One line: Groundswell's figures at the top level, BERTopic's (when it ran) under "bertopic".
         line = dict(summaries["groundswell"])
