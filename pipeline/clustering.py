@@ -297,11 +297,11 @@ class ThemeClusterer(ClusterMixin, BaseEstimator):
             every theme. On the cosine scale of all-MiniLM-L6-v2; another model may need another value.
         outlier_fence: Tukey fence multiplier on each theme's similarity IQR; lower leaves more unassigned.
         max_hierarchy_size: at most this many items (sampled) build the tree that picks the themes.
+        refine_iter: Lloyd iterations after the cut.
+        seed: random seed (sampling and k-means); equal seeds give equal results.
         word_pieces: how many pieces the embedding model's tokenizer reads each word in; with it and the texts,
             discovery runs on :func:`pipeline.unknown_words.unknown_word_view`. ``None`` leaves that view out.
         word_pull: weight of that view's pull (0 leaves it out).
-        refine_iter: Lloyd iterations after the cut.
-        seed: random seed (sampling and k-means); equal seeds give equal results.
 
     Attributes:
         labels_: ``(n,)`` int64 theme per item, ``-1`` when unassigned.
