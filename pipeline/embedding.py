@@ -145,7 +145,9 @@ class SentenceEmbedder:
             self._tokenizer = self._load_tokenizer()
         if not words:
             return []
-        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(list(words), add_special_tokens=False)]
+        # After a space, as inside a text: byte-level BPE models cut a word with no space before it differently.
+        spaced = [f" {word}" for word in words]
+        return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(spaced, add_special_tokens=False)]
 
     def _load_tokenizer(self):  # type: ignore[no-untyped-def]
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

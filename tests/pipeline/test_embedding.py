@@ -73,6 +73,19 @@ def test_word_pieces_come_from_the_model_tokenizer_without_loading_the_model() -
     assert embedder._dim is None and embedder._st is None and embedder._onnx is None  # the model itself not loaded
 
 
+def test_word_pieces_read_a_word_as_it_stands_inside_a_text(tmp_path) -> None:
+    """A byte-level BPE tokenizer (RoBERTa's kind) has one token for " loan" after a space, none for "loan"."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(["my loan is due", "pay my loan", "the loan rate"] * 50, trainer)
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    assert len(tokenizer.encode("loan").ids) > 1 and len(tokenizer.encode(" loan").ids) == 1
+    assert SentenceEmbedder(str(tmp_path)).word_pieces(["loan", "qzx"]) == [1, 4]
+
+
 def test_word_pieces_of_a_model_that_cannot_be_found_say_which_setting_to_change(tmp_path) -> None:
     with pytest.raises(EmbeddingError, match="tokenizer of embedding model .*GROUNDSWELL_EMBEDDING_MODEL"):
         SentenceEmbedder(str(tmp_path / "no-such-model")).word_pieces(["loan"])
