@@ -121,10 +121,11 @@ class Settings(BaseSettings):
         "the two as within each. Like the other similarity settings, on the default model's cosine scale."
     )
     theme_word_pull: float = Field(
-        0.5, ge=0, description="For finding themes only, texts that share a word the embedding model reads in "
-        "pieces (a product name such as WordPress or Magento) are pulled together by this weight, when the texts "
-        "using the word are far more alike than texts at random; names of accounts and people, used across themes, "
-        "are not. 0 turns it off. Themes are still assigned on the model's own vectors."
+        0.5, ge=0, description="For finding themes only: texts that share a word the embedding model reads in "
+        "pieces (a product name such as WordPress or Magento, which all-MiniLM-L6-v2 reads as `word ##press` and "
+        "`mage ##nto`) are pulled toward each other by this weight, when the texts using the word are at least 2.5 "
+        "times as alike as texts at random. Names of accounts and people, used across themes, fall short of that. "
+        "Items are still assigned on the model's own vectors. 0 turns it off."
     )
 
     # Opportunities
