@@ -55,7 +55,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
-from pipeline.unknown_words import WordPieces, unknown_word_view
+from pipeline.unknown_words import WordPieces, mean_pairwise_cosine, unknown_word_view
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +170,8 @@ def _unbiased_norms(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     above 1, and such a theme merged into a tight one by chance (4 in 10 random draws of 20 unrelated rows
     beside two themes of 30). Empty themes get a tiny floor.
     """
-    n = counts.astype(np.float64)
-    squared = (sums * sums).sum(axis=1)
-    within = np.where(n > 1, (squared - n) / np.maximum(n * (n - 1), 1.0), 1.0)
-    return np.maximum(n * np.sqrt(np.clip(within, LOOSEST_WITHIN, None)), 1e-12)
+    within = mean_pairwise_cosine(sums, counts)
+    return np.maximum(counts * np.sqrt(np.clip(within, LOOSEST_WITHIN, None)), 1e-12)
 
 
 def merge_close_themes(X: np.ndarray, labels: np.ndarray, similarity: float | None) -> np.ndarray:

@@ -141,10 +141,10 @@ class SentenceEmbedder:
         Loads the tokenizer only (its ``tokenizer.json`` where the model folder has one), not the model, so a run
         whose vectors are all stored stays as cheap.
         """
-        if self._tokenizer is None:
-            self._tokenizer = self._load_tokenizer()
         if not words:
             return []
+        if self._tokenizer is None:
+            self._tokenizer = self._load_tokenizer()
         # After a space, as inside a text: byte-level BPE models cut a word with no space before it differently.
         spaced = [f" {word}" for word in words]
         return [len(encoding.ids) for encoding in self._tokenizer.encode_batch(spaced, add_special_tokens=False)]

@@ -36,6 +36,22 @@ WordPieces = Callable[[Sequence[str]], Sequence[int]]
 _WORD = re.compile(r"[a-z][a-z0-9]*[+#]*")  # c++ and c# are words of their own
 
 
+def mean_pairwise_cosine(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The mean cosine of two distinct rows of each group of unit rows, from the group's row sum alone.
+
+    ``|sum|^2`` counts every ordered pair once and each row with itself once, so ``(|sum|^2 - n) / (n (n - 1))``.
+
+    Args:
+        sums: ``(g, d)`` row sums; counts: ``(g,)`` rows in each group.
+
+    Returns:
+        ``(g,)`` float64; 1 for a group of one row.
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    squared = (sums * sums).sum(axis=1)
+    return np.where(n > 1, (squared - n) / np.maximum(n * (n - 1), 1.0), 1.0)
+
+
 def text_words(texts: Sequence[str]) -> list[set[str]]:
     """The distinct words of each text: lower case, starting with a letter, two characters or more."""
     return [{w for w in _WORD.findall(text.lower()) if len(w) >= 2} for text in texts]
@@ -79,9 +95,8 @@ def unknown_word_view(X: np.ndarray, texts: Sequence[str], word_pieces: WordPiec
     X64 = X.astype(np.float64)
     sums = np.asarray(uses.T @ X64)  # (words, d)
     counts = np.asarray(uses.sum(axis=0)).ravel()
-    alike = ((sums * sums).sum(axis=1) - counts) / (counts * (counts - 1))  # mean pairwise cosine, self-pairs out
-    total = X64.sum(axis=0)
-    overall = (float(total @ total) - n) / (n * (n - 1))
+    alike = mean_pairwise_cosine(sums, counts)
+    overall = float(mean_pairwise_cosine(X64.sum(axis=0)[None, :], np.array([n]))[0])
     keep = np.flatnonzero(alike >= coherence_ratio * max(overall, 0.0))
     if not keep.size:
         return X, []
